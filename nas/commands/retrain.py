@@ -1,0 +1,50 @@
+"""`nas retrain`: train a searched genotype or a hand-designed baseline, then test it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.commands.common import add_config_args, config_from_args, default_run_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retrain", help="train a genotype or a baseline model and evaluate it",
+                       description="One training loop for every model: validation each epoch, best.pt by "
+                                   "validation Dice, test metrics in summary.json and per_image.csv.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--genotype", metavar="FILE", help="genotype.yaml written by `nas discretize`")
+    src.add_argument("--model", metavar="NAME", help="a baseline by name (see --list-models)")
+    p.add_argument("--list-models", action="store_true", help="list the registered models and exit")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.session import resume_config
+    from nas.train import retrain
+
+    if args.list_models:
+        from nas.models import list_models, model_info
+
+        for name in list_models():
+            print(f"{name:20s} {model_info(name)}")
+        return 0
+    overrides = list(args.overrides)
+    if args.genotype:
+        overrides.append(f"model.genotype={args.genotype}")
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    if args.device:
+        overrides.append(f"run.device={args.device}")
+    if args.resume:
+        run_dir = Path(args.resume)
+        summary = retrain(resume_config(run_dir, overrides), run_dir, resume=True)
+    else:
+        args.overrides, args.device = overrides, None
+        run_dir = Path(args.out) if args.out else default_run_dir("retrain")
+        summary = retrain(config_from_args(args), run_dir)
+    test = summary.get("test", {})
+    print(f"retrain finished: {run_dir}  test dice {test.get('dice', float('nan')):.4f}  "
+          f"jaccard {test.get('jaccard', float('nan')):.4f}  params {summary['params']:,}")
+    return 0

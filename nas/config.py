@@ -1,0 +1,501 @@
+"""Typed experiment configuration: YAML files plus `--set a.b=c` overrides, validated up front.
+
+Every field is a dataclass attribute with a type hint and, where it matters, a range check, so a
+typo or a wrong value is reported in one line that names the file and the dotted key before any
+work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from nas.errors import UserError
+
+
+# ----------------------------------------------------------------------------- schema
+@dataclass
+class SaltPepperConfig:
+    enabled: bool = True
+    amount: float = 0.005
+
+
+@dataclass
+class CropConfig:
+    """Random crop (side = a random fraction of the image side) then resize back."""
+
+    enabled: bool = True
+    min_fraction: float = 0.8
+
+
+@dataclass
+class FlipConfig:
+    enabled: bool = True
+
+
+@dataclass
+class RotateConfig:
+    enabled: bool = True
+    max_degrees: float = 360.0
+
+
+@dataclass
+class ScaleConfig:
+    enabled: bool = True
+    min: float = 0.8
+    max: float = 2.0
+
+
+@dataclass
+class BrightnessContrastConfig:
+    """cv2.convertScaleAbs(image, alpha, beta)."""
+
+    enabled: bool = True
+    alpha: list[float] = field(default_factory=lambda: [0.7, 1.3])
+    beta: list[float] = field(default_factory=lambda: [-75.0, 75.0])
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    probability: float = 0.5
+    salt_pepper: SaltPepperConfig = field(default_factory=SaltPepperConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    flip: FlipConfig = field(default_factory=FlipConfig)
+    rotate: RotateConfig = field(default_factory=RotateConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    brightness_contrast: BrightnessContrastConfig = field(default_factory=BrightnessContrastConfig)
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None
+    layout: str = "auto"
+    image_size: int = 64
+    limit: Optional[int] = None
+    split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    official_split: bool = True
+    on_bad: str = "error"
+    cache: str = "memory"
+    cache_dir: Optional[str] = None
+    synthetic_n: int = 96
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 2
+    batch_size: int = 8
+    loss: str = "bce"
+    bce_pos_weight: Optional[float] = None
+    optimizer: str = "sgd"
+    lr: float = 0.025
+    lr_min: float = 0.003
+    momentum: float = 0.9
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 3e-4
+    scheduler: str = "cosine"
+    grad_clip: float = 5.0
+    early_stop_patience: Optional[int] = None
+    eval_batch_size: int = 16
+
+
+@dataclass
+class RetrainConfig:
+    """Overrides of `train.*` used by `nas retrain` only (null = same as train.*).
+
+    One config file can then hold a whole experiment: the search's weight optimiser in `train`
+    and the retrain's in `retrain` (the thesis used SGD for the search, RAdam for the retrain).
+    """
+
+    epochs: Optional[int] = None
+    optimizer: Optional[str] = None
+    lr: Optional[float] = None
+    lr_min: Optional[float] = None
+    betas: Optional[list[float]] = None
+    weight_decay: Optional[float] = None
+    loss: Optional[str] = None
+    batch_size: Optional[int] = None
+
+
+@dataclass
+class BetaDecayConfig:
+    enabled: bool = True
+    lambda_start: float = 0.5
+    lambda_step: float = 0.5
+    lambda_max: float = 15.0
+    include_blocks: bool = False
+
+
+@dataclass
+class SearchConfig:
+    space: str = "unet_fullscale"
+    order: int = 1
+    arch_lr: float = 3e-4
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 0.0
+    warmup_epochs: int = 0
+    beta_decay: BetaDecayConfig = field(default_factory=BetaDecayConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: Optional[str] = None
+    genotype: Optional[str] = None
+    width: Optional[int] = None
+    width_multiplier: float = 2.0
+    out_channels: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DiscretizeConfig:
+    policy: str = "thesis"
+    k: int = 3
+    threshold: float = 0.9
+
+
+@dataclass
+class LogConfig:
+    alpha_every: int = 10
+    plots: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 2024
+    device: str = "auto"
+    workers: int = 0
+    threads: Optional[int] = None
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = True
+    distributed: str = "auto"
+    sync_bn: bool = False
+    lr_scaling: str = "none"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    discretize: DiscretizeConfig = field(default_factory=DiscretizeConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# Allowed values and ranges: dotted key -> ("choice", [...]) | ("range", lo, hi) (inclusive, None = open).
+CHOICES: dict[str, list[Any]] = {
+    "data.layout": ["auto", "isic2016", "isic2017", "isic2018", "ham10000", "ph2", "folder", "synthetic"],
+    "data.on_bad": ["error", "skip"],
+    "data.cache": ["memory", "disk", "none"],
+    "train.loss": ["bce", "dice", "hybrid"],
+    "train.optimizer": ["sgd", "radam", "adam", "adamw"],
+    "train.scheduler": ["cosine", "none"],
+    "retrain.optimizer": ["sgd", "radam", "adam", "adamw", None],
+    "retrain.loss": ["bce", "dice", "hybrid", None],
+    "search.order": [1, 2],
+    "discretize.policy": ["thesis", "darts", "threshold"],
+    "run.distributed": ["auto", "true", "false"],
+    "run.lr_scaling": ["none", "linear", "sqrt"],
+}
+RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
+    "data.image_size": (16, 4096),
+    "data.limit": (1, None),
+    "data.synthetic_n": (4, None),
+    "data.augment.probability": (0.0, 1.0),
+    "data.augment.salt_pepper.amount": (0.0, 1.0),
+    "data.augment.crop.min_fraction": (0.05, 1.0),
+    "data.augment.rotate.max_degrees": (0.0, 360.0),
+    "data.augment.scale.min": (0.01, None),
+    "data.augment.scale.max": (0.01, None),
+    "train.epochs": (1, None),
+    "train.batch_size": (1, None),
+    "train.eval_batch_size": (1, None),
+    "train.lr": (0.0, None),
+    "train.lr_min": (0.0, None),
+    "train.momentum": (0.0, 1.0),
+    "train.weight_decay": (0.0, None),
+    "train.grad_clip": (0.0, None),
+    "train.early_stop_patience": (1, None),
+    "train.bce_pos_weight": (0.0, None),
+    "retrain.epochs": (1, None),
+    "retrain.lr": (0.0, None),
+    "retrain.lr_min": (0.0, None),
+    "retrain.weight_decay": (0.0, None),
+    "retrain.batch_size": (1, None),
+    "search.arch_lr": (0.0, None),
+    "search.arch_weight_decay": (0.0, None),
+    "search.warmup_epochs": (0, None),
+    "search.beta_decay.lambda_start": (0.0, None),
+    "search.beta_decay.lambda_step": (0.0, None),
+    "search.beta_decay.lambda_max": (0.0, None),
+    "model.width": (1, None),
+    "model.width_multiplier": (0.01, None),
+    "model.out_channels": (1, 2),
+    "discretize.k": (1, None),
+    "discretize.threshold": (0.0, 1.0),
+    "log.alpha_every": (1, None),
+    "run.workers": (0, None),
+    "run.threads": (1, None),
+}
+LENGTHS: dict[str, int] = {
+    "data.split": 3,
+    "data.augment.brightness_contrast.alpha": 2,
+    "data.augment.brightness_contrast.beta": 2,
+    "train.betas": 2,
+    "retrain.betas": 2,
+    "search.arch_betas": 2,
+}
+
+
+# ----------------------------------------------------------------------------- parsing
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _type_name(args[0]) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin is dict:
+        return "a mapping"
+    return {int: "int", float: "number", bool: "bool (true/false)", str: "string"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against type hint `tp`; ints are accepted for floats. Raises ValueError."""
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
+        return [_coerce(v, item_tp, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected a bool (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"expected an int, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+    raise ValueError(f"unsupported type {tp}")  # pragma: no cover
+
+
+def _check_value(key: str, value: Any) -> None:
+    if key in CHOICES and value not in CHOICES[key]:
+        opts = ", ".join(str(c) for c in CHOICES[key])
+        raise ValueError(f"expected one of {opts}, got {value!r}")
+    if key in RANGES and value is not None:
+        lo, hi = RANGES[key]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            desc = "int" if isinstance(value, int) else "number"
+            if lo is not None and hi is not None:
+                want = f"a {desc} in [{lo}, {hi}]"
+            elif lo is not None:
+                want = "a positive int" if (desc == "int" and lo == 1) else f"a {desc} >= {lo}"
+            else:
+                want = f"a {desc} <= {hi}"
+            raise ValueError(f"expected {want}, got {value!r}")
+    if key in LENGTHS and value is not None and len(value) != LENGTHS[key]:
+        raise ValueError(f"expected a list of {LENGTHS[key]} values, got {value!r}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    """Recursively build dataclass `cls` from a mapping, validating every key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: {prefix or '<top level>'}: expected a mapping, got {raw!r}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise UserError(f"{source}: {dotted}: unknown key (known here: {known})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, dotted, source)
+            continue
+        try:
+            coerced = _coerce(value, tp, dotted)
+            _check_value(dotted, coerced)
+        except ValueError as exc:
+            msg = str(exc)
+            lo = RANGES.get(dotted, (None, None))[0]
+            if msg.startswith("expected an int") and lo is not None and lo >= 1:
+                msg = f"expected a positive int, got {value!r}"
+            raise UserError(f"{source}: {dotted}: {msg}") from None
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: Config, source: str) -> None:
+    split = cfg.data.split
+    if any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
+        raise UserError(f"{source}: data.split: expected three non-negative fractions summing to 1 "
+                        f"with a positive train share, got {split}")
+    sc = cfg.data.augment.scale
+    if sc.min > sc.max:
+        raise UserError(f"{source}: data.augment.scale: min {sc.min} is larger than max {sc.max}")
+    if cfg.train.lr_min > cfg.train.lr:
+        raise UserError(f"{source}: train.lr_min: expected <= train.lr ({cfg.train.lr}), got {cfg.train.lr_min}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=c` -> ("a.b", value) with the value parsed as YAML (ints, floats, bools, lists, null)."""
+    if "=" not in text:
+        raise UserError(f"--set {text}: expected KEY=VALUE, e.g. --set data.image_size=128")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise UserError(f"--set {text}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of sections (data, train, ...) at the top level")
+    return raw
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
+                base: Optional[dict] = None) -> Config:
+    """Build a validated Config from defaults <- `base` dict <- YAML file <- `--set` overrides.
+
+    A YAML file may start with `extends: other.yaml` (resolved relative to the file) to reuse a
+    setting. Errors name the file (or `--set`) and the dotted key.
+    """
+    tree: dict = dict(base or {})
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        raw = _read_yaml(path)
+        parent = raw.pop("extends", None)
+        if parent is not None:
+            parent_tree = _read_yaml((path.parent / str(parent)))
+            parent_tree.pop("extends", None)
+            tree = _merge(tree, parent_tree)
+        tree = _merge(tree, raw)
+        source = str(path)
+        _build(Config, tree, "", source)  # report file errors against the file
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+        _build(Config, tree, "", f"--set {text}")  # name the override that broke it
+    cfg = _build(Config, tree, "", source)
+    _cross_checks(cfg, source)
+    return cfg
+
+
+def retrain_settings(cfg: Config) -> TrainConfig:
+    """`train.*` with the non-null `retrain.*` overrides applied."""
+    over = {k: v for k, v in dataclasses.asdict(cfg.retrain).items() if v is not None}
+    return dataclasses.replace(cfg.train, **over)
+
+
+def config_from_dict(tree: dict, source: str = "config") -> Config:
+    """Rebuild a Config from a resolved dict (a run folder's `config.yaml`, a checkpoint)."""
+    cfg = _build(Config, tree, "", source)
+    _cross_checks(cfg, source)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def iter_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type name, default, doc) for every leaf, used by the config reference docs."""
+    rows = []
+    default_obj = cls()
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(iter_keys(tp, dotted))
+            continue
+        constraint = ""
+        if dotted in CHOICES:
+            constraint = "one of " + ", ".join(str(c) for c in CHOICES[dotted])
+        elif dotted in RANGES:
+            lo, hi = RANGES[dotted]
+            constraint = f"range [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        rows.append((dotted, _type_name(tp), getattr(default_obj, f.name), constraint))
+    return rows

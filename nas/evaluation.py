@@ -1,0 +1,101 @@
+"""Model evaluation shared by the search, the training loop and `nas evaluate`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from nas.losses import target_probability
+from nas.metrics import MetricAccumulator
+from nas.runtime import Runtime, all_gather_cat, all_reduce_sum
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, float]          # mean over images (+ pooled_dice, loss)
+    per_image: dict[str, torch.Tensor]  # metric -> [N] in loader order (rank-local under DDP)
+
+
+def gather_counts(acc: MetricAccumulator, rt: Runtime) -> torch.Tensor:
+    """All ranks' per-image confusion counts, concatenated (on CPU)."""
+    local = torch.cat(acc.counts) if acc.counts else torch.zeros((0, 4), dtype=torch.float64)
+    if not rt.distributed:
+        return local
+    return all_gather_cat(local.to(rt.device), rt).cpu()
+
+
+@torch.no_grad()
+def evaluate_loader(model: torch.nn.Module, loader: Iterable, rt: Runtime,
+                    loss_fn: Optional[Callable] = None,
+                    on_batch: Optional[Callable[[torch.Tensor, int], None]] = None) -> EvalResult:
+    """Mean metrics over every image of `loader` (all ranks); `on_batch(prob, offset)` sees predictions."""
+    was_training = model.training
+    model.eval()
+    acc = MetricAccumulator()
+    loss_sum = torch.zeros(2, dtype=torch.float64)
+    offset = 0
+    for image, mask in loader:
+        image, mask = rt.to_device(image), mask.to(rt.device)
+        with rt.autocast():
+            logits = model(image)
+        prob = target_probability(logits)
+        if loss_fn is not None:
+            loss_sum += torch.tensor([float(loss_fn(logits.float(), mask)) * mask.shape[0], mask.shape[0]],
+                                     dtype=torch.float64)
+        acc.update(prob, mask)
+        if on_batch is not None:
+            on_batch(prob, offset)
+        offset += mask.shape[0]
+    model.train(was_training)
+    counts = gather_counts(acc, rt)
+    summary = MetricAccumulator(counts=[counts]).summary() if counts.numel() else {}
+    if loss_fn is not None:
+        loss_sum = all_reduce_sum(loss_sum, rt)
+        summary["loss"] = float(loss_sum[0] / max(loss_sum[1], 1))
+    return EvalResult(summary=summary, per_image=acc.per_image())
+
+
+@torch.no_grad()
+def measure_latency(model: torch.nn.Module, image_size: int, rt: Runtime, batch: int = 8,
+                    repeats: int = 5, in_channels: int = 3) -> dict[str, float]:
+    """Inference latency (ms/image) at batch 1 and at `batch`, and throughput (images/s)."""
+    model.eval()
+    out: dict[str, float] = {}
+    for b, key in ((1, "latency_ms_batch1"), (batch, "latency_ms_batched")):
+        x = rt.to_device(torch.rand(b, in_channels, image_size, image_size))
+        with rt.autocast():
+            model(x)  # warm-up
+        times = []
+        for _ in range(repeats):
+            if rt.device.type == "cuda":
+                torch.cuda.synchronize(rt.device)
+            t0 = time.perf_counter()
+            with rt.autocast():
+                model(x)
+            if rt.device.type == "cuda":
+                torch.cuda.synchronize(rt.device)
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        out[key] = 1000.0 * times[len(times) // 2] / b
+    out["images_per_s"] = 1000.0 / out["latency_ms_batched"]
+    return out
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: torch.nn.Module, image_size: int, in_channels: int = 3) -> int:
+    """Multiply-accumulates of one forward pass at batch 1 (torch.utils.flop_counter FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, in_channels, image_size, image_size, device=device))
+    model.train(was_training)
+    return int(counter.get_total_flops() // 2)

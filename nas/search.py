@@ -1,0 +1,143 @@
+"""`nas search`: bilevel DARTS search of the supernet's skip cells, written to a run folder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+
+from nas.architect import Architect, beta_lambda
+from nas.config import Config, config_to_dict
+from nas.evaluation import count_parameters
+from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer, checkpoint_path
+from nas.losses import build_loss
+from nas.runs import write_json
+from nas.runtime import Runtime, average_gradients, broadcast_module
+from nas.search_space import SearchSpace, load_search_space
+from nas.session import build_optimizer, build_scheduler, data_loader, prepare_run
+from nas.supernet import Supernet
+
+
+def _endless(loader: Iterable[Any], sampler: Any) -> Iterator[Any]:
+    """Re-iterate the α loader as often as the weight loader needs (fresh batches, not a cache)."""
+    while True:
+        yield from loader
+        sampler.skip = 0
+
+
+class SearchTask:
+    """One search step = an α step on a batch of the α-half, then a weight step on the w-half."""
+
+    def __init__(self, cfg: Config, space: SearchSpace, data: Any, rt: Runtime, run_dir: Path) -> None:
+        self.cfg, self.rt, self.data = cfg, rt, data
+        model = Supernet(space)
+        if cfg.run.sync_bn and rt.distributed:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(rt.device)
+        if rt.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        broadcast_module(model, rt)
+        self.model = model
+        self.loss_fn = build_loss(cfg.train.loss, cfg.train.bce_pos_weight)
+        self.w_opt = build_optimizer(cfg.train, model.weight_parameters(), rt)
+        self.w_sched = build_scheduler(cfg.train, self.w_opt, cfg.train.epochs)
+        self.a_opt = torch.optim.RAdam(model.arch_parameters(), lr=cfg.search.arch_lr,
+                                       betas=tuple(cfg.search.arch_betas),
+                                       weight_decay=cfg.search.arch_weight_decay)
+        self.architect = Architect(model, self.loss_fn, self.a_opt, order=cfg.search.order,
+                                   w_lr=cfg.train.lr, w_momentum=cfg.train.momentum,
+                                   w_weight_decay=cfg.train.weight_decay,
+                                   grad_hook=lambda params: average_gradients(params, rt))
+        self.w_loader, self.w_sampler = data_loader(data.w_half, cfg, rt, cfg.train.batch_size, train=True)
+        self.a_loader, self.a_sampler = data_loader(data.a_half, cfg, rt, cfg.train.batch_size, train=True,
+                                                    seed_offset=1)
+        self.alphas = CsvLog(run_dir / "alphas.csv", ALPHAS_COLUMNS, enabled=rt.is_main)
+        self.lam = 0.0
+        self.arch_frozen = True
+
+    # -- LoopTask
+    def train_batches(self, epoch: int, skip: int) -> tuple[Iterable[Any], int]:
+        bs = self.cfg.train.batch_size
+        n_steps = math.ceil(len(self.w_sampler.inner) / bs)
+        self.w_sampler.set_epoch(epoch, skip * bs)
+        self.a_sampler.set_epoch(epoch, skip * bs)
+        self.data.w_half.set_epoch(epoch)
+        self.data.a_half.set_epoch(epoch)
+        return zip(self.w_loader, _endless(self.a_loader, self.a_sampler)), n_steps
+
+    def begin_epoch(self, epoch: int) -> dict[str, float]:
+        bd = self.cfg.search.beta_decay
+        self.arch_frozen = epoch <= self.cfg.search.warmup_epochs
+        self.lam = beta_lambda(epoch - 1, bd.lambda_start, bd.lambda_step, bd.lambda_max) if bd.enabled else 0.0
+        return {"beta_lambda": self.lam}
+
+    def train_step(self, batch: Any, epoch: int) -> StepResult:
+        (xw, yw), (xa, ya) = batch
+        rt = self.rt
+        xw, yw, xa, ya = rt.to_device(xw), yw.to(rt.device), rt.to_device(xa), ya.to(rt.device)
+        extra: dict[str, float] = {}
+        if not self.arch_frozen:
+            with rt.autocast():
+                out = self.architect.step(xa, ya, xw, yw, lam=self.lam, w_optimizer=self.w_opt)
+            extra["arch_loss"] = float(out["arch_loss"])
+        self.w_opt.zero_grad(set_to_none=True)
+        with rt.autocast():
+            logits = self.model(xw)
+            loss = self.loss_fn(logits.float(), yw)
+        loss.backward()
+        average_gradients(self.model.weight_parameters(), rt)
+        torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.cfg.train.grad_clip)
+        self.w_opt.step()
+        return StepResult(loss=float(loss), logits=logits.detach(), mask=yw, extra=extra)
+
+    def end_epoch(self, epoch: int) -> None:
+        self.w_sched.step()
+
+    def learning_rates(self) -> dict[str, float]:
+        return {"lr": self.w_opt.param_groups[0]["lr"], "arch_lr": self.a_opt.param_groups[0]["lr"]}
+
+    def after_step(self, epoch_frac: float, step: int, last_in_epoch: bool) -> None:
+        if step % self.cfg.log.alpha_every == 0 or last_in_epoch:
+            rows = self.model.alpha_rows()
+            self.alphas.write({"epoch": round(epoch_frac, 6), "step": step, **r} for r in rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+                "w_sched": self.w_sched.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+
+
+def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
+    """Run (or continue) a search into `out_dir`; returns the run folder."""
+    run = prepare_run(cfg, Path(out_dir), resume, purpose="search")
+    cfg, rt, data = run.cfg, run.rt, run.data
+    space = load_search_space(cfg.search.space) if not resume else SearchSpace.from_dict(run.saved["search_space"])
+    task = SearchTask(cfg, space, data, rt, run.dir)
+    settings = LoopSettings(epochs=cfg.train.epochs, run_dir=run.dir, val_loader=run.val_loader,
+                            loss_fn=task.loss_fn, progress=cfg.log.progress, title="search",
+                            checkpoint_extra={"search_space": space.to_dict(), "splits": data.splits})
+    trainer = Trainer(task, settings, rt, config_to_dict(cfg))
+    if rt.is_main:
+        run.write_once("search_space.yaml", space.to_dict())
+    if resume:
+        trainer.resume(checkpoint_path(run.dir))
+        task.alphas.truncate_after(trainer.state.step)
+    state = trainer.fit()
+    if rt.is_main:
+        write_json(run.dir / "summary.json", {
+            "kind": "search", "model": f"supernet:{space.name}", "genotype": None,
+            "params": count_parameters(task.model),
+            "arch_params": sum(p.numel() for p in task.model.arch_parameters()),
+            "train_time_s": round(state.train_time_s, 2), "epochs": state.epoch,
+            "best_epoch": state.best_epoch, "best_val_dice": state.best_dice,
+            "data": run.data_summary, "seed": cfg.run.seed,
+        })
+        run.standard_plots("search")
+    run.close()
+    return run.dir

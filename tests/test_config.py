@@ -1,0 +1,72 @@
+"""Config schema: typed parsing, overrides, and one-line errors naming file and key."""
+
+import pytest
+
+from nas.config import load_config, retrain_settings
+from nas.errors import UserError
+
+
+def test_defaults_and_typed_overrides():
+    cfg = load_config(None, ["data.image_size=128", "train.betas=[0.5, 0.9]", "run.bf16=true",
+                             "data.limit=null", "search.order=2"])
+    assert cfg.data.image_size == 128 and cfg.train.betas == [0.5, 0.9]
+    assert cfg.run.bf16 is True and cfg.data.limit is None and cfg.search.order == 2
+
+
+def test_file_error_names_file_and_key(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("data:\n  image_size: big\n")
+    with pytest.raises(UserError) as e:
+        load_config(f)
+    assert str(e.value) == f"{f}: data.image_size: expected a positive int, got 'big'"
+    assert e.value.exit_code == 2
+
+
+@pytest.mark.parametrize("text, key", [
+    ("data:\n  imagesize: 3\n", "data.imagesize: unknown key"),
+    ("train:\n  loss: focal\n", "train.loss: expected one of"),
+    ("train:\n  epochs: 0\n", "train.epochs: expected a positive int"),
+    ("data:\n  split: [0.5, 0.6, 0.1]\n", "data.split: expected three"),
+    ("run:\n  bf16: maybe\n", "run.bf16: expected a bool"),
+    ("- a\n- b\n", "expected a mapping"),
+])
+def test_bad_values(tmp_path, text, key):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_config(f)
+    assert key in str(e.value) and str(f) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_override_error_names_override():
+    with pytest.raises(UserError, match=r"--set train.lr=fast: train.lr: expected a number"):
+        load_config(None, ["train.lr=fast"])
+    with pytest.raises(UserError, match="expected KEY=VALUE"):
+        load_config(None, ["train.lr"])
+
+
+def test_extends_and_missing_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  epochs: 7\n  lr: 0.1\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain:\n  lr: 0.2\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg.train.epochs == 7 and cfg.train.lr == 0.2
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_retrain_overrides_train_section():
+    cfg = load_config(None, ["retrain.optimizer=radam", "retrain.epochs=40", "train.epochs=30"])
+    tc = retrain_settings(cfg)
+    assert tc.optimizer == "radam" and tc.epochs == 40 and tc.lr == cfg.train.lr
+    assert cfg.train.epochs == 30
+
+
+def test_shipped_experiments_are_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
+    files = [f for f in files if not f.name.startswith("suite_")]
+    assert files, "no experiment files shipped"
+    for f in files:
+        load_config(f)
