@@ -259,6 +259,65 @@ LENGTHS: dict[str, int] = {
 }
 
 
+DESCRIPTIONS: dict[str, str] = {
+    "data.root": "dataset folder; null = built-in synthetic lesions",
+    "data.layout": "folder layout; auto-detected from data.root unless forced",
+    "data.image_size": "side of the square network input (centre crop, then resize)",
+    "data.limit": "use at most N image/mask pairs (deterministic subset)",
+    "data.split": "train/val/test fractions (ignored when an official split is used)",
+    "data.official_split": "use the dataset's own train/val/test folders when its layout has them",
+    "data.on_bad": "error: stop and list bad files; skip: leave them out with a counted warning",
+    "data.cache": "where preprocessed arrays are kept so later epochs skip JPEG decoding",
+    "data.cache_dir": "folder of the on-disk cache (default ~/.cache/skipnas)",
+    "data.synthetic_n": "number of synthetic images when data.root is null",
+    "data.augment.enabled": "on-the-fly augmentation of training images (never val/test)",
+    "data.augment.probability": "probability each enabled transform is applied to an image",
+    "train.epochs": "epochs (search epochs for nas search; retrain epochs unless retrain.epochs is set)",
+    "train.batch_size": "per-process batch; global batch = batch_size x world size",
+    "train.loss": "bce (with logits), dice (soft) or hybrid (Dice + class-weighted BCE)",
+    "train.bce_pos_weight": "weight of lesion pixels in BCE; null = 1 (hybrid: from class frequency)",
+    "train.optimizer": "weight optimiser",
+    "train.lr": "initial learning rate of the weights",
+    "train.lr_min": "final learning rate of the cosine schedule",
+    "train.weight_decay": "weight decay (decoupled for radam/adamw)",
+    "train.grad_clip": "clip the weight-gradient norm (0 = off)",
+    "train.early_stop_patience": "stop after N epochs without a better validation Dice (null = off)",
+    "search.space": "search-space name (search_spaces/NAME.yaml) or path to a YAML file",
+    "search.order": "1 = first-order DARTS, 2 = unrolled second-order step",
+    "search.arch_lr": "RAdam learning rate of the architecture parameters",
+    "search.arch_betas": "RAdam betas of the architecture parameters",
+    "search.warmup_epochs": "epochs with alpha frozen (weights only) before the bilevel search starts",
+    "search.beta_decay.enabled": "add lambda x mean logsumexp(alpha group) to the alpha loss (Ye et al. 2022)",
+    "search.beta_decay.lambda_start": "lambda at epoch 1",
+    "search.beta_decay.lambda_step": "lambda increase per epoch",
+    "search.beta_decay.lambda_max": "lambda cap",
+    "search.beta_decay.include_blocks": "also regularise the SSB/CSB alpha groups",
+    "model.name": "baseline model for nas retrain (nas retrain --list-models)",
+    "model.genotype": "genotype.yaml for nas retrain",
+    "model.width": "base channel width of a baseline (null = the paper's)",
+    "model.width_multiplier": "channel multiplier of a genotype network over its search space (thesis 2)",
+    "model.out_channels": "1 (lesion) or 2 (lesion, background) output channels",
+    "model.options": "extra keyword arguments for the model constructor",
+    "discretize.policy": "thesis (top-k per node), darts (top-2 edges per node) or threshold",
+    "discretize.k": "(input, op) pairs kept per node by the thesis policy",
+    "discretize.threshold": "cumulative weight kept per node by the threshold policy",
+    "log.alpha_every": "append every alpha to alphas.csv every N steps (and at each epoch end)",
+    "log.plots": "write the standard plots into RUN/plots at the end",
+    "log.progress": "show the live progress bar",
+    "run.seed": "seed of splits, initialisation, shuffling and augmentation",
+    "run.device": "auto (CUDA when present), cpu, cuda, cuda:N",
+    "run.workers": "DataLoader worker processes",
+    "run.threads": "CPU threads for torch (null = torch default)",
+    "run.bf16": "bf16 autocast on CUDA",
+    "run.channels_last": "channels_last memory format",
+    "run.compile": "torch.compile the retrained model",
+    "run.deterministic": "deterministic algorithms (bit-for-bit repeatable on CPU)",
+    "run.distributed": "auto: use torch.distributed when started by torchrun; false: force one process",
+    "run.sync_bn": "synchronise BatchNorm statistics across ranks",
+    "run.lr_scaling": "scale learning rates with the world size: none, linear or sqrt",
+}
+
+
 # ----------------------------------------------------------------------------- parsing
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -305,6 +364,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML reads `false` as a bool: keep the word for choice keys
+            return "true" if value else "false"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ValueError(f"expected a string, got {value!r}")
@@ -480,8 +541,8 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
-def iter_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(dotted key, type name, default, doc) for every leaf, used by the config reference docs."""
+def iter_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any, str, str]]:
+    """(dotted key, type name, default, allowed values, meaning) for every leaf, used by the config reference docs."""
     rows = []
     default_obj = cls()
     hints = _hints(cls)
@@ -497,5 +558,6 @@ def iter_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any,
         elif dotted in RANGES:
             lo, hi = RANGES[dotted]
             constraint = f"range [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-        rows.append((dotted, _type_name(tp), getattr(default_obj, f.name), constraint))
+        rows.append((dotted, _type_name(tp), getattr(default_obj, f.name), constraint,
+                     DESCRIPTIONS.get(dotted, "")))
     return rows

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from nas.evaluation import evaluate_loader, gather_counts
 from nas.losses import target_probability
 from nas.metrics import MetricAccumulator
 from nas.runs import atomic_torch_save, atomic_write_text
-from nas.runtime import Runtime, all_reduce_sum, rng_state, set_rng_state
+from nas.runtime import Runtime, all_reduce_sum, replicas_in_sync, rng_state, set_rng_state
 
 METRICS_COLUMNS = ["epoch", "step", "phase", "loss", "arch_loss", "dice", "jaccard", "jaccard_t",
                    "accuracy", "sensitivity", "specificity", "precision", "lr", "arch_lr",
@@ -157,30 +159,51 @@ class Trainer:
         self.metrics.truncate_after(self.state.step)
 
     # -- the loop
+    def request_stop(self, *_: Any) -> None:
+        """Ask the loop to stop after the current step (what Ctrl-C does)."""
+        self._stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+    def _should_stop(self) -> bool:
+        """All ranks agree to stop if any was interrupted (so no collective is left waiting)."""
+        if not self.rt.distributed:
+            return self._stop_requested
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.rt.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self._stop_requested = bool(flag.item())
+        return self._stop_requested
+
     def fit(self) -> LoopState:
         st = self.state
         start = self._t0 = time.perf_counter() - st.train_time_s
+        self._stop_requested = False
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self.request_stop) if in_main_thread else None
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                             console=self.console, disable=not (self.s.progress and self.rt.is_main),
                             transient=True)
-        with progress:
-            for epoch in range(st.epoch + 1, self.s.epochs + 1):
-                if st.stopped_early:
-                    break
-                try:
-                    self._run_epoch(epoch, progress)
-                except KeyboardInterrupt:
+        try:
+            with progress:
+                for epoch in range(st.epoch + 1, self.s.epochs + 1):
+                    if st.stopped_early:
+                        break
+                    finished = self._run_epoch(epoch, progress)
                     st.train_time_s = time.perf_counter() - start
+                    if finished:
+                        st.epoch = epoch
                     self.save("last")
-                    raise UserError(f"interrupted at epoch {epoch}, step {st.step}; checkpoint saved to "
-                                    f"{checkpoint_path(self.s.run_dir)}; continue with --resume {self.s.run_dir}",
-                                    exit_code=130) from None
-                st.train_time_s = time.perf_counter() - start
-                self.save("last")
+                    if not finished or (self._stop_requested and epoch < self.s.epochs):
+                        raise UserError(f"interrupted at epoch {epoch}, step {st.step}; checkpoint saved to "
+                                        f"{checkpoint_path(self.s.run_dir)}; continue with --resume "
+                                        f"{self.s.run_dir}", exit_code=130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         return st
 
-    def _run_epoch(self, epoch: int, progress: Progress) -> None:
+    def _run_epoch(self, epoch: int, progress: Progress) -> bool:
+        """One epoch (or its remainder after a resume); False when stopped by Ctrl-C mid-way."""
         st, task = self.state, self.task
         extra_logs = task.begin_epoch(epoch)
         batches, n_steps = task.train_batches(epoch, st.step_in_epoch)
@@ -210,14 +233,21 @@ class Trainer:
             task.after_step(epoch - 1 + st.step_in_epoch / n_steps, st.step, last)
             info = f"loss {out.loss:.4f}  " + "  ".join(f"{k} {v:.3g}" for k, v in {**lrs, **extra_logs}.items())
             progress.update(bar, advance=1, info=f"{info}  {ips:.1f} img/s")
+            if self._should_stop() and not last:
+                progress.remove_task(bar)
+                return False
         progress.remove_task(bar)
         st.step_in_epoch = 0
         task.end_epoch(epoch)
         self._end_of_epoch(epoch, acc, loss_sum, extra_logs)
+        return True
 
     def _end_of_epoch(self, epoch: int, acc: MetricAccumulator, loss_sum: torch.Tensor,
                       extra_logs: dict[str, float]) -> None:
         st = self.state
+        if not replicas_in_sync(self.task.model, self.rt):
+            raise UserError(f"ranks hold different parameters after epoch {epoch}; stopped (this is a bug: "
+                            f"please report it with the run's config.yaml)", exit_code=1)
         loss_sum = all_reduce_sum(loss_sum, self.rt)
         counts = gather_counts(acc, self.rt)
         train = MetricAccumulator(counts=[counts]).summary() if counts.numel() else {}
@@ -228,7 +258,7 @@ class Trainer:
         rows = [train_row]
         line = f"epoch {epoch}/{self.s.epochs}  train loss {train_row['loss']:.4f} dice {train.get('dice', float('nan')):.4f}"
         if self.s.val_loader is not None:
-            val = evaluate_loader(self.task.model, self.s.val_loader, self.rt, self.s.loss_fn)
+            val = evaluate_loader(self.task.model, self.s.val_loader, self.rt.local(), self.s.loss_fn)
             rows.append({"epoch": epoch, "step": st.step, "phase": "val", **val.summary})
             vd = val.summary.get("dice", 0.0)
             line += f"  val loss {val.summary.get('loss', float('nan')):.4f} dice {vd:.4f}"

@@ -6,6 +6,7 @@ Kept apart from the training code so that search and retrain set up the process 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def local(self) -> "Runtime":
+        """This process seen alone: for work every rank repeats in full (validation, test)."""
+        return dataclasses.replace(self, world_size=1, rank=0)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when asked for; a no-op elsewhere (CPU stays float32)."""
@@ -191,3 +196,19 @@ def quiet_unless_main(rt: Runtime) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def replicas_in_sync(module: torch.nn.Module, rt: Runtime) -> bool:
+    """True when every rank holds bit-identical parameters (a checksum compared across ranks)."""
+    if not rt.distributed:
+        return True
+    gen = torch.Generator().manual_seed(0)
+    total = torch.zeros(2, dtype=torch.float64)
+    for p in module.parameters():
+        flat = p.detach().double().flatten().cpu()
+        w = torch.rand(flat.numel(), generator=gen, dtype=torch.float64)
+        total += torch.stack([flat.sum(), (flat * w).sum()])
+    total = total.to(rt.device)
+    gathered = [torch.zeros_like(total) for _ in range(rt.world_size)]
+    dist.all_gather(gathered, total)
+    return all(torch.equal(g, gathered[0]) for g in gathered)

@@ -14,6 +14,7 @@ from nas.evaluation import count_parameters
 from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer, checkpoint_path
 from nas.losses import build_loss
 from nas.runs import write_json
+from nas.sync_bn import convert_sync_batchnorm
 from nas.runtime import Runtime, average_gradients, broadcast_module
 from nas.search_space import SearchSpace, load_search_space
 from nas.session import build_optimizer, build_scheduler, data_loader, prepare_run
@@ -34,14 +35,15 @@ class SearchTask:
         self.cfg, self.rt, self.data = cfg, rt, data
         model = Supernet(space)
         if cfg.run.sync_bn and rt.distributed:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = convert_sync_batchnorm(model, rt.device)
         model = model.to(rt.device)
         if rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
         broadcast_module(model, rt)
         self.model = model
+        self.weights = model.weight_parameters()
         self.loss_fn = build_loss(cfg.train.loss, cfg.train.bce_pos_weight)
-        self.w_opt = build_optimizer(cfg.train, model.weight_parameters(), rt)
+        self.w_opt = build_optimizer(cfg.train, model.weight_parameters(), rt, cfg.run.lr_scaling)
         self.w_sched = build_scheduler(cfg.train, self.w_opt, cfg.train.epochs)
         self.a_opt = torch.optim.RAdam(model.arch_parameters(), lr=cfg.search.arch_lr,
                                        betas=tuple(cfg.search.arch_betas),
@@ -49,6 +51,7 @@ class SearchTask:
         self.architect = Architect(model, self.loss_fn, self.a_opt, order=cfg.search.order,
                                    w_lr=cfg.train.lr, w_momentum=cfg.train.momentum,
                                    w_weight_decay=cfg.train.weight_decay,
+                                   include_blocks=cfg.search.beta_decay.include_blocks,
                                    grad_hook=lambda params: average_gradients(params, rt))
         self.w_loader, self.w_sampler = data_loader(data.w_half, cfg, rt, cfg.train.batch_size, train=True)
         self.a_loader, self.a_sampler = data_loader(data.a_half, cfg, rt, cfg.train.batch_size, train=True,
@@ -86,11 +89,11 @@ class SearchTask:
         with rt.autocast():
             logits = self.model(xw)
             loss = self.loss_fn(logits.float(), yw)
-        loss.backward()
-        average_gradients(self.model.weight_parameters(), rt)
-        torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), self.cfg.train.grad_clip)
+        loss.backward(inputs=self.weights)  # weight gradients only: α need none here
+        average_gradients(self.weights, rt)
+        torch.nn.utils.clip_grad_norm_(self.weights, self.cfg.train.grad_clip)
         self.w_opt.step()
-        return StepResult(loss=float(loss), logits=logits.detach(), mask=yw, extra=extra)
+        return StepResult(loss=float(loss.detach()), logits=logits.detach(), mask=yw, extra=extra)
 
     def end_epoch(self, epoch: int) -> None:
         self.w_sched.step()
@@ -111,6 +114,8 @@ class SearchTask:
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
+        if hasattr(self.w_sched, "T_max"):  # resumed with a different epoch budget: stretch the cosine
+            self.w_sched.T_max = max(self.cfg.train.epochs, 1)
 
 
 def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:

@@ -85,8 +85,9 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool, purpose: str) -> Prepa
     data = build_data(cfg, purpose, splits=splits)
     if rt.is_main and not resume:
         write_json(run_dir / "splits.json", data.splits)
-    val_loader = data_loader(data.val, cfg, rt, cfg.train.eval_batch_size, train=False)[0] if len(data.val) else None
-    test_loader = data_loader(data.test, cfg, rt, cfg.train.eval_batch_size, train=False)[0] if len(data.test) else None
+    # Every rank evaluates the whole val/test split (no padding, identical decisions on all ranks).
+    val_loader = data_loader(data.val, cfg, rt.local(), cfg.train.eval_batch_size, train=False)[0] if len(data.val) else None
+    test_loader = data_loader(data.test, cfg, rt.local(), cfg.train.eval_batch_size, train=False)[0] if len(data.test) else None
     summary = {"root": cfg.data.root, "layout": getattr(data, "layout", cfg.data.layout),
                "image_size": cfg.data.image_size, "split": cfg.data.split, "limit": cfg.data.limit,
                "synthetic_n": cfg.data.synthetic_n if cfg.data.root is None else None,

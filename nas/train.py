@@ -17,6 +17,7 @@ from nas.loop import LoopSettings, StepResult, Trainer, checkpoint_path, load_ch
 from nas.losses import build_loss
 from nas.metrics import METRIC_NAMES
 from nas.runs import atomic_write_text, write_json
+from nas.sync_bn import convert_sync_batchnorm
 from nas.runtime import Runtime, average_gradients, broadcast_module
 from nas.session import build_optimizer, build_scheduler, data_loader, prepare_run
 
@@ -60,7 +61,7 @@ class RetrainTask:
         self.cfg, self.rt, self.data = cfg, rt, data
         self.tc = retrain_settings(cfg)
         if cfg.run.sync_bn and rt.distributed:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = convert_sync_batchnorm(model, rt.device)
         model = model.to(rt.device)
         if rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -85,14 +86,17 @@ class RetrainTask:
         image, mask = self.rt.to_device(image), mask.to(self.rt.device)
         self.opt.zero_grad(set_to_none=True)
         with self.rt.autocast():
-            logits = self.forward(image)
-            loss = self.loss_fn(logits.float(), mask)
+            out = self.forward(image)
+            # deep supervision (e.g. unet3plus) returns (main, side1, ...): sum the losses
+            outputs = out if isinstance(out, (tuple, list)) else (out,)
+            loss = sum(self.loss_fn(o.float(), mask) for o in outputs)
+            logits = outputs[0]
         loss.backward()
         average_gradients(self.model.parameters(), self.rt)
         if self.tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.opt.step()
-        return StepResult(loss=float(loss), logits=logits.detach(), mask=mask)
+        return StepResult(loss=float(loss.detach()), logits=logits.detach(), mask=mask)
 
     def end_epoch(self, epoch: int) -> None:
         self.sched.step()
@@ -109,6 +113,8 @@ class RetrainTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
+        if hasattr(self.sched, "T_max"):  # resumed with a different epoch budget: stretch the cosine
+            self.sched.T_max = max(self.tc.epochs, 1)
 
 
 def write_per_image(path: Path, ids: list[str], result: EvalResult) -> None:
@@ -151,10 +157,10 @@ def retrain(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
         "data": run.data_summary, "seed": cfg.run.seed,
     }
     if run.test_loader is not None:
-        result = evaluate_loader(task.model, run.test_loader, rt, task.loss_fn)
+        result = evaluate_loader(task.model, run.test_loader, rt.local(), task.loss_fn)
         summary["test"] = {k: v for k, v in result.summary.items() if k in METRIC_NAMES or k == "loss"}
         summary["test_pooled_dice"] = result.summary.get("pooled_dice")
-        if rt.is_main and not rt.distributed:
+        if rt.is_main:
             write_per_image(run.dir / "per_image.csv", [r.id for r in data.test.records], result)
     if rt.is_main:
         summary.update(measure_latency(task.model, cfg.data.image_size, rt))

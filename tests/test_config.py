@@ -70,3 +70,14 @@ def test_shipped_experiments_are_valid():
     assert files, "no experiment files shipped"
     for f in files:
         load_config(f)
+
+
+def test_config_reference_is_up_to_date():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    r = subprocess.run([sys.executable, str(root / "tools" / "gen_config_docs.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,270 @@
+"""Pieces of the bilevel step: the α step (first or second order), β-decay, the weight step.
+
+The epoch loop lives in :mod:`nas.search`; this module only knows how to take one step given
+batches and optimizers, so it can be tested and benchmarked on its own.
+
+- α step, first order: ``L_α = L_val(w, α) + λ · L_β(α)``, gradients w.r.t. α only
+  (``torch.autograd.grad``), which skips every weight gradient of the backward pass.
+- α step, second order (DARTS, Liu et al. 2019, eq. 7-8): gradient at the unrolled weights
+  ``w' = w − ξ(m + ∇_w L_train + wd·w)`` minus ``ξ`` times a central finite-difference
+  Hessian-vector product, as in ``quark0/darts`` ``architect.py`` but in place (no model copy)
+  and without globals.
+- β-decay (Ye et al., CVPR 2022): ``L_β = mean_g logsumexp(α_g)`` over the softmax groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, ContextManager, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+#: A zero-argument factory of a context (``lambda: torch.autocast("cuda", torch.bfloat16)``)
+#: or a reusable context object such as ``torch.autocast(...)`` itself.
+AutocastFactory = Callable[[], ContextManager] | ContextManager
+
+
+def _enter(autocast: AutocastFactory | None) -> ContextManager:
+    if autocast is None:
+        return contextlib.nullcontext()
+    if hasattr(autocast, "__enter__"):
+        return autocast  # type: ignore[return-value]
+    return autocast()  # type: ignore[operator]
+
+
+def beta_decay_loss(groups: Sequence[Tensor]) -> Tensor:
+    """Mean over groups of ``logsumexp`` of the flattened group; stays differentiable.
+
+    Its gradient w.r.t. a group is ``softmax(group) / len(groups)``: it pulls every α of a
+    softmax towards the group's mean, which keeps the softmax from saturating early.
+    """
+    if not groups:
+        raise ValueError("beta_decay_loss needs at least one α group")
+    return torch.stack([torch.logsumexp(g.flatten(), dim=0) for g in groups]).mean()
+
+
+def beta_lambda(epoch0: int, start: float = 0.5, step: float = 0.5, max: float = 15.0) -> float:
+    """λ of the β-decay term at epoch ``epoch0`` (counting from 0): linear, capped at ``max``."""
+    return min(start + step * epoch0, max)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module behind a DistributedDataParallel/DataParallel wrapper (or ``model``)."""
+    return getattr(model, "module", model)
+
+
+def _is_wrapped(model: nn.Module) -> bool:
+    return _unwrap(model) is not model
+
+
+def _all_reduce_mean(tensors: Sequence[Tensor]) -> None:
+    """Average ``tensors`` over DDP ranks so α stay identical when grads bypass DDP's hooks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        world = dist.get_world_size()
+        for t in tensors:
+            dist.all_reduce(t)
+            t.div_(world)
+
+
+def weight_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    w_optimizer: torch.optim.Optimizer,
+    grad_clip: float | None = 5.0,
+    autocast: AutocastFactory | None = None,
+) -> float:
+    """One weight step on a training batch; returns the loss.
+
+    Only weight gradients are computed (``backward(inputs=weights)``) unless ``model`` is a DDP
+    wrapper, whose reducer expects a gradient for every parameter.
+    """
+    net = _unwrap(model)
+    weights = net.weight_parameters()
+    w_optimizer.zero_grad(set_to_none=True)
+    with _enter(autocast):
+        loss = loss_fn(model(x), y)
+    if _is_wrapped(model):
+        loss.backward()
+    else:
+        loss.backward(inputs=weights)
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(weights, grad_clip)
+    w_optimizer.step()
+    return float(loss.detach())
+
+
+class Architect:
+    """The α step of bilevel search.
+
+    Args:
+        model: a :class:`nas.supernet.Supernet` (or anything with ``arch_parameters()``,
+            ``weight_parameters()`` and ``softmax_groups(include_blocks)``), possibly DDP-wrapped.
+        loss_fn: ``loss_fn(logits, target) -> scalar``.
+        arch_optimizer: optimizer over ``model.arch_parameters()`` (thesis: RAdam 3e-4).
+        order: 1 (first order) or 2 (DARTS unrolled).
+        w_lr, w_momentum, w_weight_decay: the weight SGD's settings, used for the virtual step
+            of second order. ``ξ`` is the weight optimizer's current lr when one is passed to
+            :meth:`step` (so it follows the schedule), else ``w_lr``.
+        include_blocks: whether SSB/CSB softmax groups enter β-decay.
+        autocast: optional autocast for the forwards: a context factory or a reusable context.
+        hvp_r: finite-difference step of the Hessian-vector product, ``ε = hvp_r / ‖v‖``.
+        grad_hook: called with the α parameters once their ``.grad`` is written and before
+            the optimizer steps (e.g. to all-reduce them across ranks). Without it, α
+            gradients are averaged over ranks when ``torch.distributed`` is initialised, since
+            they bypass DDP's hooks.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        arch_optimizer: torch.optim.Optimizer,
+        order: int = 1,
+        w_lr: float = 0.025,
+        w_momentum: float = 0.9,
+        w_weight_decay: float = 3e-4,
+        include_blocks: bool = True,
+        autocast: AutocastFactory | None = None,
+        hvp_r: float = 1e-2,
+        grad_hook: Callable[[list[nn.Parameter]], None] | None = None,
+    ) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order}")
+        self.model = model
+        self.net = _unwrap(model)
+        self.loss_fn = loss_fn
+        self.arch_optimizer = arch_optimizer
+        self.order = order
+        self.w_lr = w_lr
+        self.w_momentum = w_momentum
+        self.w_weight_decay = w_weight_decay
+        self.include_blocks = include_blocks
+        self.autocast = autocast
+        self.hvp_r = hvp_r
+        self.grad_hook = grad_hook
+
+    # ------------------------------------------------------------------ public
+
+    def step(
+        self,
+        x_val: Tensor,
+        y_val: Tensor,
+        x_train: Tensor | None = None,
+        y_train: Tensor | None = None,
+        lam: float = 0.0,
+        w_optimizer: torch.optim.Optimizer | None = None,
+    ) -> dict[str, float]:
+        """One α update; returns ``{"arch_loss": L_val, "beta_loss": L_β}`` as floats."""
+        grads, arch_loss, beta = self.arch_gradients(
+            x_val, y_val, x_train, y_train, lam, w_optimizer
+        )
+        params = self.net.arch_parameters()
+        for p, g in zip(params, grads):
+            p.grad = g
+        if self.grad_hook is not None:
+            self.grad_hook(params)
+        else:
+            _all_reduce_mean(grads)
+        self.arch_optimizer.step()
+        return {"arch_loss": arch_loss, "beta_loss": beta}
+
+    def arch_gradients(
+        self,
+        x_val: Tensor,
+        y_val: Tensor,
+        x_train: Tensor | None = None,
+        y_train: Tensor | None = None,
+        lam: float = 0.0,
+        w_optimizer: torch.optim.Optimizer | None = None,
+    ) -> tuple[list[Tensor], float, float]:
+        """∇_α L_α (without touching ``.grad``), the validation loss, and L_β."""
+        arch = self.net.arch_parameters()
+        if self.order == 1:
+            loss = self._loss(x_val, y_val)
+            grads = _grads(loss, arch)  # α only: no weight gradient is ever computed
+        else:
+            if x_train is None or y_train is None:
+                raise ValueError("second-order α step needs a training batch")
+            grads, loss = self._unrolled_gradients(x_val, y_val, x_train, y_train, w_optimizer)
+        beta = beta_decay_loss(self.net.softmax_groups(self.include_blocks))
+        if lam:
+            for g, gb in zip(grads, torch.autograd.grad(lam * beta, arch, allow_unused=True)):
+                if gb is not None:
+                    g.add_(gb)
+        return grads, float(loss.detach()), float(beta.detach())
+
+    # ------------------------------------------------------------------ internals
+
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
+        # The unwrapped module: gradients here bypass DDP's reducer (α are averaged by hand).
+        with _enter(self.autocast):
+            return self.loss_fn(self.net(x), y)
+
+    def _unrolled_gradients(
+        self,
+        x_val: Tensor,
+        y_val: Tensor,
+        x_train: Tensor,
+        y_train: Tensor,
+        w_optimizer: torch.optim.Optimizer | None,
+    ) -> tuple[list[Tensor], Tensor]:
+        arch = self.net.arch_parameters()
+        weights = self.net.weight_parameters()
+        xi = w_optimizer.param_groups[0]["lr"] if w_optimizer is not None else self.w_lr
+
+        # virtual step w' = w − ξ(momentum·buf + ∇_w L_train + wd·w), done in place
+        g_train = _grads(self._loss(x_train, y_train), weights)
+        with _restoring(weights):
+            with torch.no_grad():
+                for w, g in zip(weights, g_train):
+                    d = g + self.w_weight_decay * w
+                    buf = _momentum_buffer(w_optimizer, w)
+                    if buf is not None:
+                        d = d + self.w_momentum * buf
+                    w.sub_(xi * d)
+            val_loss = self._loss(x_val, y_val)
+            g_all = _grads(val_loss, [*arch, *weights])
+        d_alpha, v = g_all[: len(arch)], g_all[len(arch) :]
+
+        # ∇²_{α,w} L_train · v by central differences at w ± ε v, ε = r / ‖v‖
+        norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v))
+        eps = self.hvp_r / max(float(norm), 1e-12)
+        grads_pm = []
+        with _restoring(weights):
+            for sign in (1.0, -2.0):
+                with torch.no_grad():
+                    for w, t in zip(weights, v):
+                        w.add_(t, alpha=sign * eps)
+                grads_pm.append(_grads(self._loss(x_train, y_train), arch))
+        hvp = [(gp - gn) / (2 * eps) for gp, gn in zip(*grads_pm)]
+        return [da - xi * h for da, h in zip(d_alpha, hvp)], val_loss
+
+
+@contextlib.contextmanager
+def _restoring(params: Sequence[Tensor]) -> Iterator[None]:
+    """Put ``params`` back to their current values on exit, whatever happens inside."""
+    backup = [p.detach().clone() for p in params]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, b in zip(params, backup):
+                p.copy_(b)
+
+
+def _grads(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    """Gradients of ``loss`` w.r.t. ``params``, zeros for parameters it does not use."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def _momentum_buffer(optimizer: torch.optim.Optimizer | None, p: Tensor) -> Tensor | None:
+    if optimizer is None:
+        return None
+    return optimizer.state.get(p, {}).get("momentum_buffer")

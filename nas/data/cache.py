@@ -1,0 +1,91 @@
+"""Caches of preprocessed uint8 pairs, so that no epoch after the first decodes a JPEG again.
+
+- `MemoryCache`: one preallocated uint8 tensor for all images and one for all masks. Pages are
+  only touched when filled. Filled in the main process before any DataLoader worker starts, so
+  forked workers read it copy-on-write; under spawn/forkserver `share_memory()` moves it to shared
+  memory once, instead of pickling it into every worker every epoch.
+- `DiskCache`: one `.npz` per pair under `data.cache_dir` (default `~/.cache/skipnas`), keyed by
+  both files' path, mtime and size, the image size and the preprocessing version, so an edited
+  file or a new size is never served stale. It also remembers the original size and lesion
+  fraction, so a warm disk cache skips decoding entirely, even for validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from nas.data.records import Record
+from nas.data.validate import PairInfo
+from nas.runs import atomic_write_bytes
+
+log = logging.getLogger("nas.data")
+
+PREPROCESS_VERSION = "center-crop/area/nearest-exact>128/v1"  # change when preprocess.py changes output
+
+
+class MemoryCache:
+    def __init__(self, n: int, size: int) -> None:
+        self.images = torch.empty((n, size, size, 3), dtype=torch.uint8)
+        self.masks = torch.empty((n, size, size), dtype=torch.uint8)
+        self.filled = torch.zeros(n, dtype=torch.bool)
+
+    def get(self, slot: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        if not bool(self.filled[slot]):
+            return None
+        return self.images[slot].numpy(), self.masks[slot].numpy()
+
+    def put(self, slot: int, image: np.ndarray, mask: np.ndarray) -> None:
+        self.images[slot] = torch.from_numpy(image)
+        self.masks[slot] = torch.from_numpy(mask)
+        self.filled[slot] = True
+
+    def share_memory(self) -> None:
+        for t in (self.images, self.masks, self.filled):
+            t.share_memory_()
+
+
+def default_cache_dir() -> Path:
+    return Path("~/.cache/skipnas").expanduser()
+
+
+class DiskCache:
+    def __init__(self, root: Optional[str | Path], size: int) -> None:
+        self.dir = (Path(root).expanduser() if root else default_cache_dir()) / f"pairs-{size}"
+        self.size = size
+        self.writable = True
+
+    def _file(self, record: Record) -> Path:
+        parts = [PREPROCESS_VERSION, str(self.size)]
+        for p in (record.image_path, record.mask_path):
+            st = os.stat(p)
+            parts += [str(Path(p).resolve()), str(st.st_mtime_ns), str(st.st_size)]
+        return self.dir / (hashlib.sha1("|".join(parts).encode()).hexdigest() + ".npz")
+
+    def load(self, record: Record) -> Optional[tuple[np.ndarray, np.ndarray, PairInfo]]:
+        try:
+            with np.load(self._file(record)) as z:
+                info = PairInfo((int(z["orig_size"][0]), int(z["orig_size"][1])), float(z["lesion_fraction"]))
+                return z["image"], z["mask"], info
+        except (OSError, KeyError, ValueError):  # missing, unreadable or stale-format entry: recompute
+            return None
+
+    def save(self, record: Record, image: np.ndarray, mask: np.ndarray, info: PairInfo) -> None:
+        if not self.writable:
+            return
+        buf = io.BytesIO()
+        np.savez(buf, image=image, mask=mask, orig_size=np.array(info.orig_size),
+                 lesion_fraction=np.array(info.lesion_fraction))
+        try:
+            atomic_write_bytes(self._file(record), buf.getvalue())
+        except OSError as exc:
+            self.writable = False
+            log.warning("data.cache=disk: cannot write to %s (%s); continuing without the disk cache",
+                        self.dir, exc.strerror or exc)

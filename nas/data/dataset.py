@@ -1,0 +1,104 @@
+"""The torch side: a Dataset view over a PairStore, and a seeded DataLoader factory.
+
+Train, val, test and the search halves are views (index lists) over one store, so each pair is
+decoded and cached once however many splits use it. An item is a pure function of
+(store, index, seed, epoch): `set_epoch` is called in the main process before each epoch's
+iterator is created, and workers are not persistent, so they always see the current epoch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from nas.data.augment import Augmenter
+from nas.data.records import Record
+from nas.data.splits import rng_seed
+from nas.data.store import PairStore
+
+# OpenCV's own thread pool does not survive fork(): a DataLoader worker forked after the parent
+# ran any parallel cv2 call (resize, warpAffine) can wait forever for pool threads that do not
+# exist in the child (seen here as a flaky hang with workers=2). Turning cv2's intra-op threading
+# off in this process (as mmcv/mmengine do) makes forking safe; the data code parallelises across
+# images instead (thread pool in `store.prepare`, DataLoader workers).
+cv2.setNumThreads(0)
+
+
+def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (S, S, 3) RGB + uint8 (S, S) -> float32 [3, S, S] in [0, 1] and float32 [1, S, S] in {0, 1}."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    y = torch.from_numpy((mask > 0).astype(np.float32))[None]
+    return x.contiguous(), y
+
+
+class SegmentationDataset(Dataset):
+    """Items `(image [3,H,W], mask [1,H,W])`; `records[i]` describes item i (id, paths, orig_size)."""
+
+    def __init__(self, store: PairStore, indices: Sequence[int], augment: Optional[Augmenter] = None,
+                 seed: int = 0) -> None:
+        self.store = store
+        self.indices = list(indices)
+        self.augment = augment
+        self.seed = rng_seed(seed)
+        self.epoch = 0
+
+    @property
+    def records(self) -> list[Record]:
+        return [self.store.records[k] for k in self.indices]
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.store.records[k].id for k in self.indices]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation of item i becomes a function of (seed, epoch, i) only."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.store.get(self.indices[i])
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+            image, mask = self.augment(image, mask, rng)
+        return to_tensors(image, mask)
+
+    def share_memory(self) -> None:
+        self.store.share_memory()
+
+
+def _worker_init(worker_id: int) -> None:
+    """One torch thread per worker (the workers are the parallelism); seeded global RNGs just in case."""
+    torch.set_num_threads(1)
+    seed = torch.initial_seed() % (1 << 32)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, workers: int,
+                drop_last: bool = False, sampler: Optional[Sampler] = None) -> DataLoader:
+    """A DataLoader whose order depends only on `seed` (and the sampler's epoch), for every loop.
+
+    Pass either `shuffle` or a `sampler`, not both. With workers under a non-fork start method
+    the dataset's cache is moved to shared memory once instead of being copied into each worker.
+    """
+    if shuffle and sampler is not None:
+        raise ValueError("make_loader: pass shuffle=True or a sampler, not both")
+    start = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    if workers > 0 and start != "fork":
+        share = getattr(dataset, "share_memory", None)
+        if share is not None:
+            share()
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, num_workers=workers, drop_last=drop_last, generator=generator,
+                      worker_init_fn=_worker_init if workers > 0 else None,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False)

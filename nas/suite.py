@@ -1,0 +1,363 @@
+"""Benchmark suites: train several models under one protocol, then write the comparison report.
+
+A suite file (`experiments/suite_*.yaml`) names a base config shared by every entry, the seeds,
+and the entries (a baseline `model:`, a `genotype:` file, or a `search:` that is run and
+discretized first). A comparison is only fair when every model sees the same images, splits,
+augmentation and epoch budget, so entries may change `model.*` keys only (search entries also
+`search.*`); anything else is refused when the file is loaded, before any training starts.
+
+Suites run sequentially and are resumable: a run folder whose `summary.json` says it finished
+is skipped, one with a checkpoint but no summary is resumed, and a folder that was trained
+with a different configuration is refused rather than silently mixed into the report.
+
+    name: quick
+    base: {config: quickstart.yaml, set: [data.image_size=64, train.epochs=2]}
+    seeds: [1, 2]
+    entries:
+      - {name: unet_small, model: unet, set: [model.width=8]}
+      - {name: searched, genotype: ../runs/x/genotype.yaml, set: [model.width_multiplier=2]}
+      - {name: searched_quick, search: {set: [train.epochs=1]}}
+
+Layout of the output folder: `<entry>/seed<k>/` (retrain runs), `<entry>/search/` (search run),
+`genotypes/<entry>.yaml` (discretized genotype), `suite.yaml` (copy of the suite file),
+`report.md`, `report.csv` and the charts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from nas.config import Config, config_to_dict, load_config
+from nas.errors import UserError
+from nas.runs import atomic_write_bytes, write_yaml
+
+SUITE_KEYS = ("name", "description", "base", "seeds", "entries")
+BASE_KEYS = ("config", "set")
+ENTRY_KEYS = ("name", "model", "genotype", "search", "set")
+SEARCH_KEYS = ("set", "policy", "k")
+# The search run may change its own budget and method, never the data it sees.
+SEARCH_RUN_PREFIXES = ("search.", "train.", "discretize.", "log.")
+# Settings that do not change results: a run may be resumed with other values.
+IGNORED_ON_RESUME = ("log.", "run.device", "run.workers", "run.threads", "run.distributed", "data.cache")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class SearchSpec:
+    overrides: list[str] = field(default_factory=list)
+    policy: Optional[str] = None
+    k: Optional[int] = None
+
+
+@dataclass
+class SuiteEntry:
+    index: int
+    name: str
+    model: Optional[str] = None
+    genotype: Optional[Path] = None
+    search: Optional[SearchSpec] = None
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Suite:
+    path: Path
+    name: str
+    base_config: Optional[Path]
+    base_overrides: list[str]
+    seeds: list[int]
+    entries: list[SuiteEntry]
+
+    def where(self, entry: Optional[SuiteEntry] = None) -> str:
+        """Error prefix: `suite x.yaml` or `suite x.yaml: entries[2] (name)`."""
+        return f"suite {self.path}" + (f": entries[{entry.index}] ({entry.name})" if entry else "")
+
+    def retrain_config(self, entry: SuiteEntry, seed: int, genotype: Optional[Path] = None) -> Config:
+        """Base + the entry's model choice + its model.* overrides + the seed."""
+        if entry.model is not None:
+            model = [f"model.name={entry.model}", "model.genotype=null"]
+        else:
+            path = genotype or entry.genotype
+            model = ["model.name=null", f"model.genotype={path.resolve() if path else 'genotype.yaml'}"]
+        return self._config(entry, [*model, *entry.overrides, f"run.seed={seed}"])
+
+    def search_config(self, entry: SuiteEntry) -> Config:
+        """Base + the entry's overrides + its search-only overrides; searched once, at the first seed."""
+        assert entry.search is not None
+        return self._config(entry, [*entry.overrides, *entry.search.overrides, f"run.seed={self.seeds[0]}"])
+
+    def _config(self, entry: SuiteEntry, extra: list[str]) -> Config:
+        try:
+            return load_config(self.base_config, [*self.base_overrides, *extra])
+        except UserError as exc:
+            raise UserError(f"{self.where(entry)}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- loading
+def _mapping(value: Any, where: str, keys: tuple[str, ...]) -> dict:
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a mapping with keys {', '.join(keys)}, got {value!r}")
+    unknown = [k for k in value if k not in keys]
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+    return value
+
+
+def _overrides(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
+        raise UserError(f"{where}: set: expected a list of KEY=VALUE strings, got {value!r}")
+    return list(value)
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0].strip()
+
+
+def _check_prefixes(overrides: list[str], allowed: tuple[str, ...], where: str) -> None:
+    for text in overrides:
+        key = _key(text)
+        if key in ("model.name", "model.genotype"):
+            raise UserError(f"{where}: sets {key}; use the entry's model: or genotype: key instead")
+        if not key.startswith(allowed):
+            raise UserError(f"{where}: sets {key}; data, splits and budget must be identical across entries "
+                            f"(entries may set only {', '.join(p + '*' for p in allowed)})")
+
+
+def _existing(path_text: Any, base: Path, where: str, what: str) -> Path:
+    if not isinstance(path_text, str) or not path_text:
+        raise UserError(f"{where}: {what}: expected a file path, got {path_text!r}")
+    path = Path(path_text)
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise UserError(f"{where}: {what}: {path} not found (paths are relative to the suite file)")
+    return path
+
+
+def _parse_search(raw: Any, where: str) -> SearchSpec:
+    raw = _mapping({} if raw is None else raw, f"{where}: search", SEARCH_KEYS)
+    overrides = _overrides(raw.get("set"), f"{where}: search")
+    for text in overrides:
+        if not _key(text).startswith(SEARCH_RUN_PREFIXES):
+            raise UserError(f"{where}: search: sets {_key(text)}; the search must use the suite's data and run "
+                            f"settings (search.set may set only {', '.join(p + '*' for p in SEARCH_RUN_PREFIXES)})")
+    k = raw.get("k")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise UserError(f"{where}: search: k: expected a positive int, got {k!r}")
+    policy = raw.get("policy")
+    if policy is not None and not isinstance(policy, str):
+        raise UserError(f"{where}: search: policy: expected a name, got {policy!r}")
+    return SearchSpec(overrides=overrides, policy=policy, k=k)
+
+
+def _parse_entry(raw: Any, index: int, suite_where: str, base: Path, seen: set[str]) -> SuiteEntry:
+    where = f"{suite_where}: entries[{index}]"
+    raw = _mapping(raw, where, ENTRY_KEYS)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError(f"{where}: name: expected a folder-safe name (letters, digits, _ . -), got {name!r}")
+    if name in seen:
+        raise UserError(f"{where} ({name}): name: used by another entry")
+    seen.add(name)
+    where = f"{where} ({name})"
+    sources = [k for k in ("model", "genotype", "search") if k in raw]
+    if len(sources) != 1:
+        raise UserError(f"{where}: expected exactly one of model, genotype, search; got {', '.join(sources) or 'none'}")
+    entry = SuiteEntry(index=index, name=name, overrides=_overrides(raw.get("set"), where))
+    allowed: tuple[str, ...] = ("model.",)
+    if "model" in raw:
+        if not isinstance(raw["model"], str) or not raw["model"]:
+            raise UserError(f"{where}: model: expected a model name (see nas retrain --list-models)")
+        entry.model = raw["model"]
+    elif "genotype" in raw:
+        entry.genotype = _existing(raw["genotype"], base, where, "genotype")
+    else:
+        entry.search = _parse_search(raw["search"], where)
+        allowed = ("model.", "search.")
+    _check_prefixes(entry.overrides, allowed, where)
+    return entry
+
+
+def _known_models() -> Optional[list[str]]:
+    """Registered model names, or None when the model registry cannot be imported here."""
+    try:
+        from nas.models import list_models
+    except ImportError:
+        return None
+    return list_models()
+
+
+def _check_model_names(suite: Suite) -> None:
+    """A misspelt baseline should fail at load time, not after the entries before it trained."""
+    known = _known_models()
+    if known is None:
+        return
+    for entry in suite.entries:
+        if entry.model is not None and entry.model.lower().replace("-", "_") not in known:
+            raise UserError(f"{suite.where(entry)}: model: unknown model {entry.model!r} "
+                            f"(known: {', '.join(known)})")
+
+
+def _read_suite_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"suite {path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise UserError(f"suite {path}: not valid YAML") from None
+    return _mapping(raw, f"suite {path}", SUITE_KEYS)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; every config it implies is built once, so a typo in any
+    entry fails here (naming the suite file and the entry), not hours into the suite."""
+    path = Path(path)
+    raw = _read_suite_yaml(path)
+    where = f"suite {path}"
+    base = _mapping(raw.get("base") or {}, f"{where}: base", BASE_KEYS)
+    base_config = _existing(base["config"], path.parent, f"{where}: base", "config") if base.get("config") else None
+    entries_raw = raw.get("entries")
+    if not isinstance(entries_raw, list) or not entries_raw:
+        raise UserError(f"{where}: entries: expected a non-empty list of models to compare")
+    seen: set[str] = set()
+    suite = Suite(path=path, name=str(raw.get("name") or path.stem), base_config=base_config,
+                  base_overrides=_overrides(base.get("set"), f"{where}: base"), seeds=[],
+                  entries=[_parse_entry(e, i, where, path.parent, seen) for i, e in enumerate(entries_raw)])
+    seeds = raw.get("seeds")
+    if seeds is None:
+        seeds = [load_config(base_config, suite.base_overrides).run.seed]
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise UserError(f"{where}: seeds: expected a non-empty list of distinct ints, got {seeds!r}")
+    suite.seeds = list(seeds)
+    _check_model_names(suite)
+    for entry in suite.entries:  # fail now on any bad key or value
+        suite.retrain_config(entry, suite.seeds[0])
+        if entry.search is not None:
+            suite.search_config(entry)
+    return suite
+
+
+# ----------------------------------------------------------------------------- running
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _check_same_config(run_dir: Path, cfg: Config, where: str) -> None:
+    """Refuse to reuse a run folder trained with other settings (the report would mix protocols)."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = _flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    now = _flatten(config_to_dict(cfg))
+    for key in sorted(set(saved) | set(now)):
+        if key.startswith(IGNORED_ON_RESUME):
+            continue
+        if saved.get(key) != now.get(key):
+            raise UserError(f"{where}: {run_dir} was run with {key}={saved.get(key)!r}, the suite now asks for "
+                            f"{now.get(key)!r}; delete that folder or use another --out")
+
+
+def run_state(run_dir: Path, kind: str) -> str:
+    """`done` (summary.json of this kind), `resume` (a checkpoint, no summary) or `new`."""
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            if json.loads(summary.read_text(encoding="utf-8")).get("kind") == kind:
+                return "done"
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    return "resume" if (run_dir / "checkpoints" / "last.pt").is_file() else "new"
+
+
+def _log(suite: Suite, text: str) -> None:
+    print(f"suite {suite.name}: {text}", file=sys.stderr, flush=True)
+
+
+def _ensure_genotype(suite: Suite, entry: SuiteEntry, out_dir: Path) -> Path:
+    """Search (or resume/skip it), discretize, and copy the genotype to `genotypes/<entry>.yaml`
+    so that the retrained runs are labelled by entry name."""
+    from nas.discretize import discretize_run
+    from nas.search import search
+
+    target = out_dir / "genotypes" / f"{entry.name}.yaml"
+    cfg = suite.search_config(entry)
+    run_dir = out_dir / entry.name / "search"
+    state = run_state(run_dir, "search")
+    if state != "new":
+        _check_same_config(run_dir, cfg, suite.where(entry))
+    if state == "done" and target.is_file():
+        return target
+    if state != "done":
+        _log(suite, f"{entry.name}: {'resuming' if state == 'resume' else 'running'} search in {run_dir}")
+        search(cfg, run_dir, resume=(state == "resume"))
+    policy = entry.search.policy or cfg.discretize.policy
+    k = entry.search.k or cfg.discretize.k
+    genotype = discretize_run(run_dir, policy, k)
+    if isinstance(genotype, (str, os.PathLike)):  # a written genotype file
+        atomic_write_bytes(target, Path(genotype).read_bytes())
+    else:  # a Genotype record
+        write_yaml(target, genotype.to_dict())
+    _log(suite, f"{entry.name}: genotype ({policy}, k={k}) -> {target}")
+    return target
+
+
+def _retrain_entry(suite: Suite, entry: SuiteEntry, seed: int, genotype: Optional[Path], out_dir: Path) -> Path:
+    from nas.train import retrain
+
+    cfg = suite.retrain_config(entry, seed, genotype)
+    run_dir = out_dir / entry.name / f"seed{seed}"
+    state = run_state(run_dir, "retrain")
+    if state != "new":
+        _check_same_config(run_dir, cfg, suite.where(entry))
+    if state == "done":
+        _log(suite, f"{entry.name} seed {seed}: finished earlier, skipped")
+    else:
+        _log(suite, f"{entry.name} seed {seed}: {'resuming' if state == 'resume' else 'training'} in {run_dir}")
+        retrain(cfg, run_dir, resume=(state == "resume"))
+    return run_dir
+
+
+@dataclass
+class SuiteRun:
+    suite: Suite
+    run_dirs: list[Path]
+    labels: list[str]
+    written: list[Path]  # report.md first
+
+    @property
+    def report(self) -> Path:
+        return self.written[0]
+
+
+def run_suite(path: str | Path, out_dir: str | Path) -> SuiteRun:
+    """Train every entry × seed (skipping finished runs, resuming interrupted ones), then write
+    `report.md`, `report.csv` and the charts into `out_dir`."""
+    from nas.report import collect_runs, write_report
+
+    suite = load_suite(path)
+    out_dir = Path(out_dir)
+    atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())
+    run_dirs, labels = [], []
+    for entry in suite.entries:
+        genotype = _ensure_genotype(suite, entry, out_dir) if entry.search is not None else None
+        for seed in suite.seeds:
+            run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir))
+            labels.append(entry.name)
+    results = collect_runs(run_dirs, labels)
+    written = write_report(results, out_dir / "report.md", title=f"Suite {suite.name}")
+    return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, written=written)

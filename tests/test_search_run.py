@@ -1,0 +1,115 @@
+"""`nas search` end to end: the run folder, determinism, kill-and-resume equality, NaN stop."""
+
+import csv
+import json
+import os
+import signal
+
+import pytest
+import torch
+import yaml
+
+from nas.cli import main
+from nas.config import load_config
+from nas.loop import Trainer
+from nas.search import search
+
+
+def _params(run_dir):
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    return ckpt["model"]
+
+
+def test_search_writes_run_folder(tmp_path, tiny_overrides):
+    out = tmp_path / "run"
+    args = ["search", "--out", str(out)]
+    for o in tiny_overrides + ["train.epochs=1", "data.image_size=64", "search.space=unet_fullscale",
+                               "data.synthetic_n=12", "train.batch_size=2"]:
+        args += ["--set", o]
+    assert main(args) == 0
+    for name in ("config.yaml", "search_space.yaml", "splits.json", "metrics.csv", "alphas.csv",
+                 "checkpoints/last.pt", "summary.json"):
+        assert (out / name).is_file(), name
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["data"]["image_size"] == 64
+    space = yaml.safe_load((out / "search_space.yaml").read_text())
+    assert len(space["skips"]) == 16
+    with (out / "alphas.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["cell"] for r in rows} == {f"skip_{e}_{d}" for e in range(1, 5) for d in range(1, 5)}
+    assert {r["group"] for r in rows} == {"node1", "node2", "node3", "ssb", "csb"}
+    with (out / "metrics.csv").open() as f:
+        phases = [r["phase"] for r in csv.DictReader(f)]
+    assert "step" in phases and "train" in phases and "val" in phases
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "search" and summary["epochs"] == 1
+    splits = json.loads((out / "splits.json").read_text())
+    assert set(splits["w_half"]).isdisjoint(splits["a_half"])
+
+
+def test_same_seed_same_alphas_bit_for_bit(tmp_path, tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    a = _params(search(cfg, tmp_path / "a"))
+    b = _params(search(cfg, tmp_path / "b"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_kill_and_resume_ends_identical(tmp_path, tiny_overrides, monkeypatch):
+    cfg = load_config(None, tiny_overrides)
+    straight = _params(search(cfg, tmp_path / "straight"))
+
+    # Interrupt (SIGINT, as Ctrl-C) in the middle of epoch 2, then resume.
+    original = Trainer.fit
+
+    def fit_with_interrupt(self):
+        task = self.task
+        original_after = task.after_step
+
+        def after_step(epoch_frac, step, last):
+            original_after(epoch_frac, step, last)
+            if step == 4:  # 3 steps per epoch: this is mid-epoch 2
+                os.kill(os.getpid(), signal.SIGINT)
+
+        task.after_step = after_step
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit_with_interrupt)
+    run = tmp_path / "interrupted"
+    with pytest.raises(Exception, match="interrupted at epoch 2"):
+        search(cfg, run)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["loop"]["step"] == 4 and ckpt["loop"]["epoch"] == 1
+    monkeypatch.setattr(Trainer, "fit", original)
+    search(cfg, run, resume=True)
+    resumed = _params(run)
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+    with (run / "metrics.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["phase"] == "step"]
+    assert steps == sorted(set(steps)) == list(range(1, 7))
+
+
+def test_resume_refuses_missing_checkpoint(tmp_path, tiny_overrides):
+    assert main(["search", "--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_overrides, monkeypatch):
+    from nas import search as search_mod
+
+    cfg = load_config(None, tiny_overrides)
+    calls = {"n": 0}
+    original = search_mod.SearchTask.train_step
+
+    def bad_step(self, batch, epoch):
+        calls["n"] += 1
+        out = original(self, batch, epoch)
+        if calls["n"] == 5:
+            out.loss = float("nan")
+        return out
+
+    monkeypatch.setattr(search_mod.SearchTask, "train_step", bad_step)
+    with pytest.raises(Exception, match=r"epoch 2, step 5"):
+        search(cfg, tmp_path / "nan")
+    ckpt = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["loop"]["epoch"] == 1
