@@ -59,17 +59,6 @@ def _is_wrapped(model: nn.Module) -> bool:
     return _unwrap(model) is not model
 
 
-def _all_reduce_mean(tensors: Sequence[Tensor]) -> None:
-    """Average ``tensors`` over DDP ranks so α stay identical when grads bypass DDP's hooks."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        world = dist.get_world_size()
-        for t in tensors:
-            dist.all_reduce(t)
-            t.div_(world)
-
-
 def weight_step(
     model: nn.Module,
     loss_fn: LossFn,
@@ -78,25 +67,30 @@ def weight_step(
     w_optimizer: torch.optim.Optimizer,
     grad_clip: float | None = 5.0,
     autocast: AutocastFactory | None = None,
-) -> float:
-    """One weight step on a training batch; returns the loss.
+    grad_hook: Callable[[list[nn.Parameter]], None] | None = None,
+) -> tuple[float, Tensor]:
+    """One weight step on a training batch; returns (loss, detached logits).
 
     Only weight gradients are computed (``backward(inputs=weights)``) unless ``model`` is a DDP
-    wrapper, whose reducer expects a gradient for every parameter.
+    wrapper, whose reducer expects a gradient for every parameter. ``grad_hook(weights)`` runs
+    before clipping (the search uses it to average gradients across ranks).
     """
     net = _unwrap(model)
     weights = net.weight_parameters()
     w_optimizer.zero_grad(set_to_none=True)
     with _enter(autocast):
-        loss = loss_fn(model(x), y)
+        logits = model(x)
+        loss = loss_fn(logits.float(), y)
     if _is_wrapped(model):
         loss.backward()
     else:
         loss.backward(inputs=weights)
+    if grad_hook is not None:
+        grad_hook(weights)
     if grad_clip is not None:
         nn.utils.clip_grad_norm_(weights, grad_clip)
     w_optimizer.step()
-    return float(loss.detach())
+    return float(loss.detach()), logits.detach()
 
 
 class Architect:
@@ -169,8 +163,6 @@ class Architect:
             p.grad = g
         if self.grad_hook is not None:
             self.grad_hook(params)
-        else:
-            _all_reduce_mean(grads)
         self.arch_optimizer.step()
         return {"arch_loss": arch_loss, "beta_loss": beta}
 

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nas.errors import UserError
 from nas.evaluation import evaluate_loader, gather_counts
 from nas.losses import target_probability
-from nas.metrics import MetricAccumulator
+from nas.metrics import MetricAccumulator, metrics_from_counts
 from nas.runs import atomic_torch_save, atomic_write_text
 from nas.runtime import Runtime, all_reduce_sum, replicas_in_sync, rng_state, set_rng_state
 
@@ -231,7 +231,8 @@ class Trainer:
             self.metrics.write([row])
             last = st.step_in_epoch == n_steps
             task.after_step(epoch - 1 + st.step_in_epoch / n_steps, st.step, last)
-            info = f"loss {out.loss:.4f}  " + "  ".join(f"{k} {v:.3g}" for k, v in {**lrs, **extra_logs}.items())
+            dice = float(metrics_from_counts(acc.counts[-1])["dice"].mean())
+            info = f"loss {out.loss:.4f}  dice {dice:.3f}  " + "  ".join(f"{k} {v:.3g}" for k, v in {**lrs, **extra_logs}.items())
             progress.update(bar, advance=1, info=f"{info}  {ips:.1f} img/s")
             if self._should_stop() and not last:
                 progress.remove_task(bar)
@@ -273,4 +274,4 @@ class Trainer:
         self.metrics.write(rows)
         if extra_logs:
             line += "  " + "  ".join(f"{k} {v:.3g}" for k, v in extra_logs.items())
-        self.console.print(line)
+        self.console.print(line, soft_wrap=True)

@@ -63,6 +63,16 @@ def overlay(rgb: np.ndarray, pred: np.ndarray, gt: Optional[np.ndarray]) -> np.n
     return bgr
 
 
+def _write_inputs(dataset: Any, i: int, record_id: str, folder: Path) -> tuple[Path, Path]:
+    """Save a generated (file-less) pair as PNGs so predictions can be looked at later."""
+    image, mask = dataset[i]
+    rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    paths = (folder / "inputs" / f"{record_id}.png", folder / "inputs" / f"{record_id}_mask.png")
+    atomic_write_bytes(paths[0], _encode_png(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)))
+    atomic_write_bytes(paths[1], _encode_png((mask[0].numpy() * 255).astype(np.uint8)))
+    return paths
+
+
 class TTAModel(torch.nn.Module):
     """Test-time augmentation: mean logits over identity, horizontal, vertical and both flips."""
 
@@ -134,7 +144,10 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
             mask = to_original_size(p, tuple(rec.orig_size))
             pred_path = save_predictions / prediction_name(rec.id, layout_name)
             atomic_write_bytes(pred_path, _encode_png(mask))
-            index_rows.append([rec.id, str(rec.image_path or ""), str(rec.mask_path or ""), str(pred_path)])
+            image_path, mask_path = rec.image_path, rec.mask_path
+            if image_path is None:  # synthetic data: keep the inputs beside the predictions
+                image_path, mask_path = _write_inputs(dataset, offset + i, rec.id, save_predictions)
+            index_rows.append([rec.id, str(image_path), str(mask_path or ""), str(pred_path)])
             if overlays and rec.image_path is not None:
                 rgb, gt = load_original(rec)
                 ok, buf = cv2.imencode(".jpg", overlay(rgb, mask, gt))
@@ -153,5 +166,9 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
                "test_pooled_dice": result.summary.get("pooled_dice"),
                **measure_latency(net, cfg.data.image_size, rt)}
     write_json(out_dir / "summary.json", summary)
+    if save_predictions is not None:
+        from nas.plots import plot_predictions
+
+        plot_predictions(out_dir, predictions_dir=save_predictions, out_dir=out_dir / "plots")
     summary["out_dir"] = str(out_dir)
     return summary

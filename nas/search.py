@@ -8,16 +8,15 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from nas.architect import Architect, beta_lambda
+from nas.architect import Architect, beta_lambda, weight_step
 from nas.config import Config, config_to_dict
 from nas.evaluation import count_parameters
 from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer, checkpoint_path
 from nas.losses import build_loss
 from nas.runs import write_json
-from nas.sync_bn import convert_sync_batchnorm
-from nas.runtime import Runtime, average_gradients, broadcast_module
+from nas.runtime import Runtime, average_gradients
 from nas.search_space import SearchSpace, load_search_space
-from nas.session import build_optimizer, build_scheduler, data_loader, prepare_run
+from nas.session import build_optimizer, build_scheduler, data_loader, place_model, prepare_run
 from nas.supernet import Supernet
 
 
@@ -33,15 +32,8 @@ class SearchTask:
 
     def __init__(self, cfg: Config, space: SearchSpace, data: Any, rt: Runtime, run_dir: Path) -> None:
         self.cfg, self.rt, self.data = cfg, rt, data
-        model = Supernet(space)
-        if cfg.run.sync_bn and rt.distributed:
-            model = convert_sync_batchnorm(model, rt.device)
-        model = model.to(rt.device)
-        if rt.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        broadcast_module(model, rt)
-        self.model = model
-        self.weights = model.weight_parameters()
+        self.model = model = place_model(Supernet(space), cfg, rt)
+        self._average = lambda params: average_gradients(params, rt)
         self.loss_fn = build_loss(cfg.train.loss, cfg.train.bce_pos_weight)
         self.w_opt = build_optimizer(cfg.train, model.weight_parameters(), rt, cfg.run.lr_scaling)
         self.w_sched = build_scheduler(cfg.train, self.w_opt, cfg.train.epochs)
@@ -52,7 +44,7 @@ class SearchTask:
                                    w_lr=cfg.train.lr, w_momentum=cfg.train.momentum,
                                    w_weight_decay=cfg.train.weight_decay,
                                    include_blocks=cfg.search.beta_decay.include_blocks,
-                                   grad_hook=lambda params: average_gradients(params, rt))
+                                   autocast=rt.autocast, grad_hook=self._average)
         self.w_loader, self.w_sampler = data_loader(data.w_half, cfg, rt, cfg.train.batch_size, train=True)
         self.a_loader, self.a_sampler = data_loader(data.a_half, cfg, rt, cfg.train.batch_size, train=True,
                                                     seed_offset=1)
@@ -82,18 +74,11 @@ class SearchTask:
         xw, yw, xa, ya = rt.to_device(xw), yw.to(rt.device), rt.to_device(xa), ya.to(rt.device)
         extra: dict[str, float] = {}
         if not self.arch_frozen:
-            with rt.autocast():
-                out = self.architect.step(xa, ya, xw, yw, lam=self.lam, w_optimizer=self.w_opt)
+            out = self.architect.step(xa, ya, xw, yw, lam=self.lam, w_optimizer=self.w_opt)
             extra["arch_loss"] = float(out["arch_loss"])
-        self.w_opt.zero_grad(set_to_none=True)
-        with rt.autocast():
-            logits = self.model(xw)
-            loss = self.loss_fn(logits.float(), yw)
-        loss.backward(inputs=self.weights)  # weight gradients only: α need none here
-        average_gradients(self.weights, rt)
-        torch.nn.utils.clip_grad_norm_(self.weights, self.cfg.train.grad_clip)
-        self.w_opt.step()
-        return StepResult(loss=float(loss.detach()), logits=logits.detach(), mask=yw, extra=extra)
+        loss, logits = weight_step(self.model, self.loss_fn, xw, yw, self.w_opt, self.cfg.train.grad_clip,
+                                   autocast=rt.autocast, grad_hook=self._average)
+        return StepResult(loss=loss, logits=logits, mask=yw, extra=extra)
 
     def end_epoch(self, epoch: int) -> None:
         self.w_sched.step()

@@ -14,7 +14,7 @@ import yaml
 from nas.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config
 from nas.errors import UserError
 from nas.runs import atomic_write_text, write_json, write_yaml
-from nas.runtime import Runtime, seed_everything, setup_runtime, shutdown
+from nas.runtime import Runtime, broadcast_module, seed_everything, setup_runtime, shutdown
 from nas.sampling import ResumableSampler
 
 
@@ -106,6 +106,19 @@ def data_loader(dataset: Any, cfg: Config, rt: Runtime, batch_size: int, train: 
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=cfg.run.seed + seed_offset,
                          workers=cfg.run.workers, drop_last=False, sampler=sampler)
     return loader, sampler
+
+
+def place_model(model: torch.nn.Module, cfg: Config, rt: Runtime) -> torch.nn.Module:
+    """Move to the device and memory format, sync BatchNorm if asked, same start on every rank."""
+    if cfg.run.sync_bn and rt.distributed:
+        from nas.sync_bn import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model, rt.device)
+    model = model.to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    broadcast_module(model, rt)
+    return model
 
 
 def scaled_lr(lr: float, rule: str, world_size: int) -> float:

@@ -17,9 +17,8 @@ from nas.loop import LoopSettings, StepResult, Trainer, checkpoint_path, load_ch
 from nas.losses import build_loss
 from nas.metrics import METRIC_NAMES
 from nas.runs import atomic_write_text, write_json
-from nas.sync_bn import convert_sync_batchnorm
-from nas.runtime import Runtime, average_gradients, broadcast_module
-from nas.session import build_optimizer, build_scheduler, data_loader, prepare_run
+from nas.runtime import Runtime, average_gradients
+from nas.session import build_optimizer, build_scheduler, data_loader, place_model, prepare_run
 
 
 def model_spec(cfg: Config) -> dict[str, Any]:
@@ -60,13 +59,7 @@ class RetrainTask:
     def __init__(self, cfg: Config, model: torch.nn.Module, data: Any, rt: Runtime) -> None:
         self.cfg, self.rt, self.data = cfg, rt, data
         self.tc = retrain_settings(cfg)
-        if cfg.run.sync_bn and rt.distributed:
-            model = convert_sync_batchnorm(model, rt.device)
-        model = model.to(rt.device)
-        if rt.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        broadcast_module(model, rt)
-        self.model = model
+        self.model = model = place_model(model, cfg, rt)
         self.forward = torch.compile(model) if cfg.run.compile else model
         self.loss_fn = build_loss(self.tc.loss, self.tc.bce_pos_weight)
         self.opt = build_optimizer(self.tc, model.parameters(), rt, cfg.run.lr_scaling)

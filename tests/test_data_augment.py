@@ -128,3 +128,9 @@ def test_composed_matrices_match_the_plain_operations():
     for mode, code in ((1, 1), (2, 0)):
         got, got_mask = warp(img, mask, flip_matrix(40, mode))
         assert np.array_equal(got, cv2.flip(img, code)) and np.array_equal(got_mask, cv2.flip(mask, code))
+
+
+def test_make_loader_rejects_shuffle_with_sampler(bundle):
+    with pytest.raises(ValueError, match="not both"):
+        make_loader(bundle.train, 2, shuffle=True, seed=0, workers=0,
+                    sampler=torch.utils.data.SequentialSampler(bundle.train))

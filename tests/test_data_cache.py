@@ -91,3 +91,11 @@ def test_records_keep_original_size_and_load_original(tmp_path):
     synth = build_data(cfg_for(None, "data.synthetic_n=4"), "train").train.records[0]
     rgb, mask = load_original(synth)
     assert synth.image_path is None and rgb.shape == (16, 16, 3) and synth.orig_size == (16, 16)
+
+
+def test_shared_memory_cache_still_serves_items(tmp_path):
+    root = make_layout(tmp_path, "folder", n=3)
+    ds = build_data(cfg_for(root, "data.augment.enabled=false"), "train").train
+    before = ds[0][0].clone()
+    ds.share_memory()  # what make_loader does for workers under spawn/forkserver
+    assert ds.store.memory.images.is_shared() and (ds[0][0] == before).all()

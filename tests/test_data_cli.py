@@ -25,7 +25,7 @@ def test_synth_then_check_clean(tmp_path, capsys):
     capsys.readouterr()
     assert run(["data", "check", str(out), "--size", "16"]) == 0
     text = capsys.readouterr().out
-    assert "isic2017" in text and "8 usable" in text and "lesion area fraction" in text and "no problems" in text
+    assert "isic2017" in text and "8 usable of 8" in text and "lesion area fraction" in text and "no problems" in text
 
 
 def test_synth_refuses_a_non_empty_folder(tmp_path):

@@ -87,3 +87,11 @@ def test_official_split_of_a_layout_is_used(tmp_path):
     assert {r.subset for r in bundle.val.records} == {"val"} and {r.subset for r in bundle.test.records} == {"test"}
     seeded = build_data(cfg_for(root, "data.official_split=false"), "train")
     assert seeded.splits["source"] == "seeded"
+
+
+def test_eval_dataset_is_every_pair_unaugmented(tmp_path):
+    from nas.data import build_eval_dataset
+
+    root = make_layout(tmp_path, "isic2017", n=2)
+    ds = build_eval_dataset(cfg_for(root))
+    assert len(ds) == 6 and ds.augment is None and ds.layout == "isic2017"

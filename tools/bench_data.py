@@ -37,6 +37,9 @@ def _config(root: Path, size: int, cache: str, augment: bool):
 
 def _epochs_per_s(dataset, workers: int, epochs: int, batch_size: int) -> float:
     loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=0, workers=workers)
+    dataset.set_epoch(0)
+    for _ in loader:  # warm-up epoch, not timed: first-touch allocations, lazy torch init
+        pass
     n = 0
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nas.data.layouts import layout_names, scan_folder
-from nas.data.store import prepare
+from nas.data.store import prepare, progress_bar
 from nas.data.synthetic import DEFAULT_SEED, write_dataset
 from nas.errors import UserError
 
@@ -69,14 +69,15 @@ def _stat_line(values: list[float]) -> str:
 def run_check(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     scan = scan_folder(args.path, args.layout)
-    prepared = prepare(scan.records, args.size, cache="none")
+    with progress_bar(len(scan.records)) as callback:
+        prepared = prepare(scan.records, args.size, cache="none", progress=callback)
     problems = scan.problems + prepared.problems
     records, infos = prepared.store.records, prepared.infos
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("folder", str(scan.base))
     table.add_row("layout", scan.layout)
-    table.add_row("pairs", f"{len(records)} usable of {len(scan.records)} listed")
+    table.add_row("pairs", f"{len(records)} usable of {len(scan.records)} image/mask pairs found")
     subsets: dict[str, int] = {}
     for r in records:
         subsets[r.subset or "-"] = subsets.get(r.subset or "-", 0) + 1

@@ -8,9 +8,7 @@ training sets (`train`, `w_half`, `a_half`) augment; `val` and `test` never do.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from nas.config import Config
@@ -19,7 +17,7 @@ from nas.data.dataset import SegmentationDataset
 from nas.data.layouts import scan_folder
 from nas.data.records import Problem, Record
 from nas.data.splits import HALVES, SPLITS, apply_limit, check_splits, make_splits, search_halves
-from nas.data.store import Prepared, prepare
+from nas.data.store import PairStore, prepare, progress_bar
 from nas.data.synthetic import DEFAULT_SEED, synthetic_records
 from nas.data.validate import handle_problems
 from nas.errors import UserError
@@ -60,26 +58,22 @@ def list_records(cfg: Config) -> tuple[str, list[Record], list[Problem]]:
     return scan.layout, scan.records, scan.problems
 
 
-def _progress(total: int):
-    """A rich progress bar for long preparation passes on a terminal, else None."""
-    if total < 500 or not sys.stderr.isatty():
-        return None, None
-    from rich.progress import Progress
+def load_store(cfg: Config, ids: Optional[set[str]] = None) -> tuple[str, PairStore, list[Problem]]:
+    """(layout, store of the good pairs, problems left out): list, limit (or keep `ids`), read, check.
 
-    bar = Progress(transient=True)
-    task = bar.add_task("reading and checking pairs", total=total)
-    return bar, (lambda done, _total: bar.update(task, completed=done))
-
-
-def _prepare(cfg: Config, records: list[Record]) -> Prepared:
-    bar, callback = _progress(len(records))
-    if bar is not None:
-        bar.start()
-    try:
-        return prepare(records, cfg.data.image_size, cfg.data.cache, cfg.data.cache_dir, progress=callback)
-    finally:
-        if bar is not None:
-            bar.stop()
+    Raises UserError on bad data under `data.on_bad: error`, or when no usable pair is left.
+    """
+    d = cfg.data
+    layout, records, problems = list_records(cfg)
+    records = [r for r in records if r.id in ids] if ids is not None else apply_limit(records, d.limit)
+    with progress_bar(len(records)) as callback:
+        prepared = prepare(records, d.image_size, d.cache, d.cache_dir, progress=callback)
+    problems = problems + prepared.problems
+    where = d.root if d.root is not None else "synthetic data"
+    handle_problems(problems, d.on_bad, where)
+    if not prepared.store.records:
+        raise UserError(f"{where}: no usable image/mask pairs")
+    return layout, prepared.store, problems
 
 
 def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = None) -> DataBundle:
@@ -91,29 +85,20 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
     if purpose not in PURPOSES:
         raise ValueError(f"build_data: purpose must be one of {PURPOSES}, got {purpose!r}")
     d, seed = cfg.data, cfg.run.seed
-    layout, records, problems = list_records(cfg)
+    wanted = None
     if splits is not None:
         wanted = {i for k in SPLITS for i in splits.get(k, [])} if isinstance(splits, dict) else set()
-        records = [r for r in records if r.id in wanted]
-    else:
-        records = apply_limit(records, d.limit)
-    prepared = _prepare(cfg, records)
-    problems = problems + prepared.problems
-    where = d.root if d.root is not None else "synthetic data"
-    handle_problems(problems, d.on_bad, where)
-    store = prepared.store
+    layout, store, problems = load_store(cfg, wanted)
     index = {r.id: k for k, r in enumerate(store.records)}
     if splits is not None:
         check_splits(splits, set(index), "splits.json")
     else:
-        if not store.records:
-            raise UserError(f"{where}: no usable image/mask pairs")
         splits = make_splits(store.records, d.split, seed, d.official_split, layout)
         log.info("data: %s, %d pairs, split %s", layout, len(store.records), splits["source"])
     augment = build_augmenter(d.augment)
 
     def view(ids: list[str], train: bool) -> SegmentationDataset:
-        return SegmentationDataset(store, [index[i] for i in ids], augment if train else None, seed)
+        return SegmentationDataset(store, [index[i] for i in ids], augment if train else None, seed, layout)
 
     bundle = DataBundle(view(splits["train"], True), view(splits["val"], False), view(splits["test"], False),
                         splits, layout, d.root, skipped=problems)
@@ -123,3 +108,10 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
         bundle.w_half = view(splits["w_half"], True)
         bundle.a_half = view(splits["a_half"], True)
     return bundle
+
+
+def build_eval_dataset(cfg: Config) -> SegmentationDataset:
+    """Every usable pair of `data.root` (after `data.limit`), unsplit and never augmented: for
+    scoring a trained model on another dataset."""
+    layout, store, _ = load_store(cfg)
+    return SegmentationDataset(store, range(len(store)), None, cfg.run.seed, layout)

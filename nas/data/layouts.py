@@ -281,7 +281,7 @@ def scan_folder(root: str | Path, layout: str = "auto") -> Scan:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"{root}: data folder not found (data.root)")
+        raise UserError(f"{root}: dataset folder not found")
     if layout not in ("auto", *LAYOUTS):
         raise UserError(f"data.layout: unknown layout {layout!r} (known: auto, {', '.join(LAYOUTS)})")
     if layout != "auto":

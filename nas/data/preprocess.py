@@ -12,7 +12,10 @@ from typing import NamedTuple, Optional
 import cv2
 import numpy as np
 
+from nas.data.files import BadFile, read_mask, read_rgb
 from nas.data.records import Record
+from nas.data.synthetic import generate_pair
+from nas.errors import UserError
 
 
 class CropBox(NamedTuple):
@@ -71,12 +74,7 @@ def load_original(record: Record) -> tuple[np.ndarray, Optional[np.ndarray]]:
     Synthetic records are regenerated (their mask is 0/255). Raises UserError naming the file
     when it cannot be read.
     """
-    from nas.data.files import BadFile, read_mask, read_rgb
-    from nas.errors import UserError
-
     if record.synthetic is not None:
-        from nas.data.synthetic import generate_pair
-
         seed, index, size = record.synthetic
         return generate_pair(seed, index, size)
 

@@ -21,9 +21,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 from nas.data.records import Record
+from nas.data.seeding import make_rng
 from nas.errors import UserError
 from nas.runs import write_json
 
@@ -31,11 +30,6 @@ FORMAT = "skipnas-splits/1"
 SPLITS = ("train", "val", "test")
 HALVES = ("w_half", "a_half")
 _SPLIT_STREAM, _HALF_STREAM = 1, 2  # keep the split and halving RNG streams independent
-
-
-def rng_seed(seed: int) -> int:
-    """numpy SeedSequence needs a non-negative int; map any int onto one, bijectively for >= 0."""
-    return seed % (1 << 63)
 
 
 def apply_limit(records: list[Record], limit: Optional[int]) -> list[Record]:
@@ -59,7 +53,7 @@ def split_counts(n: int, fractions: Sequence[float]) -> list[int]:
 def fraction_split(ids: Sequence[str], fractions: Sequence[float], seed: int) -> list[list[str]]:
     """len(fractions) disjoint sorted id lists from a seeded permutation of the sorted ids."""
     ordered = sorted(ids)
-    perm = np.random.default_rng([rng_seed(seed), _SPLIT_STREAM]).permutation(len(ordered))
+    perm = make_rng(seed, _SPLIT_STREAM).permutation(len(ordered))
     out, start = [], 0
     for c in split_counts(len(ordered), fractions):
         out.append(sorted(ordered[i] for i in perm[start:start + c]))
@@ -99,7 +93,7 @@ def search_halves(train_ids: Sequence[str], seed: int) -> tuple[list[str], list[
         raise UserError(f"data: search needs at least 2 training pairs to split into weight/alpha halves, "
                         f"got {len(train_ids)}; raise data.limit or data.split[0]")
     ordered = sorted(train_ids)
-    perm = np.random.default_rng([rng_seed(seed), _HALF_STREAM]).permutation(len(ordered))
+    perm = make_rng(seed, _HALF_STREAM).permutation(len(ordered))
     cut = math.ceil(len(ordered) / 2)
     return sorted(ordered[i] for i in perm[:cut]), sorted(ordered[i] for i in perm[cut:])
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -71,22 +73,36 @@ class Prepared:
     problems: list[Problem]
 
 
+@contextmanager
+def progress_bar(total: int) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A transient rich progress bar for long preparation passes on a terminal; else no callback."""
+    if total < 500 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("reading and checking pairs", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
+
+
 def default_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
 def prepare(records: list[Record], size: int, cache: str = "memory", cache_dir: Optional[str] = None,
-            threads: Optional[int] = None, keep: bool = True,
+            threads: Optional[int] = None,
             progress: Optional[Callable[[int, int], None]] = None) -> Prepared:
-    """Read, check and (if `keep`) preprocess + cache every record. Never raises on bad data.
+    """Read, check, preprocess and cache every record. Never raises on bad data: returns it.
 
-    `cache` is "memory", "disk" or "none"; synthetic records have no files to key a disk cache
-    on, so they use memory instead. `keep=False` only checks (for `nas data check`).
+    `cache` is "memory", "disk" or "none" (check and preprocess only, as `nas data check` does);
+    synthetic records have no files to key a disk cache on, so they use memory instead.
     """
     if cache == "disk" and any(r.synthetic is not None for r in records):
         cache = "memory"
-    disk = DiskCache(cache_dir, size) if (keep and cache == "disk") else None
-    memory = MemoryCache(len(records), size) if (keep and cache == "memory") else None
+    disk = DiskCache(cache_dir, size) if cache == "disk" else None
+    memory = MemoryCache(len(records), size) if cache == "memory" else None
 
     def work(rec: Record) -> tuple[Optional[Arrays], Optional[PairInfo], list[Problem]]:
         if disk is not None:
@@ -101,8 +117,6 @@ def prepare(records: list[Record], size: int, cache: str = "memory", cache_dir: 
             return None, None, problems
         rgb, mask = pair
         info = PairInfo((int(rgb.shape[0]), int(rgb.shape[1])), lesion_fraction(mask))
-        if not keep:
-            return None, info, []
         arrays = preprocess_image(rgb, size), preprocess_mask(mask, size)
         if disk is not None:
             disk.save(rec, *arrays, info)

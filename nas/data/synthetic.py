@@ -22,6 +22,7 @@ import numpy as np
 
 from nas.data.files import write_image
 from nas.data.records import Record
+from nas.data.seeding import make_rng
 
 DEFAULT_SEED = 0          # the built-in dataset is the same for every run.seed
 _STREAM = 0x5D17           # keeps generator draws apart from other uses of the same seed
@@ -123,7 +124,7 @@ def _draw_bubbles(rng: np.random.Generator, img: np.ndarray) -> None:
 
 def generate_pair(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8 (size, size, 3), mask uint8 (size, size) 0/255); same arguments, same pair."""
-    rng = np.random.default_rng([seed % (1 << 63), index, _STREAM])
+    rng = make_rng(seed, index, _STREAM)
     yy, xx = _grid(size)
 
     skin = SKIN[rng.integers(len(SKIN))] + rng.uniform(-10, 10, 3).astype(np.float32)
