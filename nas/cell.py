@@ -1,6 +1,7 @@
 """The searched skip cell: one per encoder→decoder connection (thesis Fig. 7).
 
-Node 0 is the cell input resampled to the decoder's resolution and projected to the node width.
+Node 0 is the cell input resampled to the decoder's resolution and projected to the node width
+(:class:`CellInput`, shared with the discrete cells of :mod:`nas.models.genotype_net`).
 Node ``i`` (1..N) mixes every (input ``j < i``, op) pair with a **node-level softmax** (Zhang &
 Ding, ICML 2023): one softmax over all ``i × n_ops`` α of the node, so its weights sum to 1
 across inputs and ops. The cell output is ``concat(SSB, CSB)`` over nodes 1..N:
@@ -35,6 +36,95 @@ def gate(alpha: Tensor, kind: str) -> Tensor:
     if kind == "sigmoid":
         return torch.sigmoid(alpha)
     raise ValueError(f"unknown gating {kind!r}; expected softmax or sigmoid")
+
+
+RESAMPLE_DOWN = ("maxpool", "bilinear")
+
+
+class CellInput(nn.Module):
+    """Node 0 of a skip cell: the encoder map resampled once to the decoder's resolution, then
+    projected to the node width.
+
+    Args:
+        c_in: channels of the encoder feature map.
+        node_width: channels of node 0; a 1×1 projection (conv without bias → BatchNorm) is
+            built only when it differs from ``c_in`` (``project`` is None otherwise).
+        down: halvings from the input to the cell's resolution, ``dec - enc`` levels; negative
+            means bilinear upsampling by ``2**-down``.
+        resample_down: ``maxpool`` or ``bilinear`` (antialiased) for downsampling.
+        affine: BatchNorm affine flag of the projection.
+
+    Shapes: ``[B, c_in, H, W]`` → ``[B, node_width, H', W']`` with ``H' = H / 2**down`` unless
+    ``size`` is passed to ``forward``.
+    """
+
+    def __init__(
+        self,
+        c_in: int,
+        node_width: int,
+        down: int = 0,
+        resample_down: str = "maxpool",
+        affine: bool = False,
+    ) -> None:
+        super().__init__()
+        if resample_down not in RESAMPLE_DOWN:
+            raise ValueError(f"resample_down must be maxpool or bilinear, got {resample_down!r}")
+        self.down = down
+        self.resample_down = resample_down
+        self.project: nn.Module | None = None
+        if c_in != node_width:
+            self.project = nn.Sequential(
+                nn.Conv2d(c_in, node_width, 1, bias=False),
+                nn.BatchNorm2d(node_width, affine=affine),
+            )
+
+    def output_size(self, x: Tensor) -> tuple[int, int]:
+        """Default output size for input ``x``: its size scaled by ``2**-down``."""
+        h, w = x.shape[-2:]
+        if self.down >= 0:
+            return h >> self.down, w >> self.down
+        return h << -self.down, w << -self.down
+
+    def resample(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """``x`` resized to ``size`` (max-pool or antialiased bilinear down, bilinear up)."""
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        if self.down > 0 and self.resample_down == "maxpool":
+            factor = 1 << self.down
+            if x.shape[-2] // factor == size[0] and x.shape[-1] // factor == size[1]:
+                return F.max_pool2d(x, factor)
+            return F.adaptive_max_pool2d(x, size)
+        # Antialias only when shrinking: plain bilinear would skip most input pixels.
+        return F.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=self.down > 0
+        )
+
+    def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        """Input resampled once to ``size`` and projected to the node width.
+
+        The 1×1 projection runs at the lower of the two resolutions (after downsampling,
+        before upsampling): cheaper, and a 1×1 conv commutes with bilinear interpolation.
+        """
+        size = tuple(size) if size is not None else self.output_size(x)
+        if self.project is None:
+            return self.resample(x, size)
+        if self.down < 0:
+            return self.resample(self.project(x), size)
+        return self.project(self.resample(x, size))
+
+
+def accept_legacy_input_keys(cell: nn.Module) -> None:
+    """Let ``cell.load_state_dict`` read checkpoints written before :class:`CellInput`
+    existed, which stored node 0's projection as ``<cell>.project.*`` instead of
+    ``<cell>.node0.project.*``. For cells that hold their :class:`CellInput` as ``node0``."""
+    cell.register_load_state_dict_pre_hook(_rename_legacy_input_keys)
+
+
+def _rename_legacy_input_keys(module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
+    old, new = prefix + "project.", prefix + "node0.project."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        value = state_dict.pop(key)
+        state_dict.setdefault(new + key[len(old):], value)
 
 
 def node_softmax(alpha: Tensor) -> Tensor:
@@ -126,6 +216,10 @@ class SkipCell(nn.Module):
         ssb_gating / csb_gating: ``softmax`` or ``sigmoid`` for the two output blocks.
         affine: BatchNorm affine flag of ops and projection (False during search, as DARTS).
 
+    Submodules: ``node0`` (:class:`CellInput`: resampling and projection), ``shared_ops``
+    (parameter-free ops), ``mixed`` (one :class:`MixedNode` per intermediate node) and
+    ``csb_conv``; ``out_channels`` is ``2 * node_width``.
+
     Shapes: ``[B, c_in, H, W]`` → ``[B, 2 * node_width, H', W']`` with ``H' = H / 2**down``
     unless ``size`` is passed to ``forward``.
 
@@ -152,24 +246,16 @@ class SkipCell(nn.Module):
             check_op_name(name)
         if all(name == "zero" for name in ops):
             raise ValueError("ops needs at least one op other than 'zero'")
-        if resample_down not in ("maxpool", "bilinear"):
-            raise ValueError(f"resample_down must be maxpool or bilinear, got {resample_down!r}")
         for kind in (ssb_gating, csb_gating):
             gate(torch.zeros(1), kind)  # validates the name
         self.op_names = list(ops)
         self.n_nodes = nodes
         self.node_width = node_width
-        self.down = down
-        self.resample_down = resample_down
+        self.out_channels = 2 * node_width
         self.ssb_gating = ssb_gating
         self.csb_gating = csb_gating
 
-        self.project: nn.Module | None = None
-        if c_in != node_width:
-            self.project = nn.Sequential(
-                nn.Conv2d(c_in, node_width, 1, bias=False),
-                nn.BatchNorm2d(node_width, affine=affine),
-            )
+        self.node0 = CellInput(c_in, node_width, down, resample_down, affine)
         self.shared_ops = nn.ModuleDict(
             {
                 name: build_op(name, node_width, node_width, affine)
@@ -189,40 +275,9 @@ class SkipCell(nn.Module):
         )
         self.ssb_alpha = nn.Parameter(1e-3 * torch.randn(nodes))
         self.csb_alpha = nn.Parameter(1e-3 * torch.randn(nodes))
+        accept_legacy_input_keys(self)
 
     # ------------------------------------------------------------------ forward
-
-    def _output_size(self, x: Tensor) -> tuple[int, int]:
-        h, w = x.shape[-2:]
-        if self.down >= 0:
-            return h >> self.down, w >> self.down
-        return h << -self.down, w << -self.down
-
-    def _resample(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        if tuple(x.shape[-2:]) == tuple(size):
-            return x
-        if self.down > 0 and self.resample_down == "maxpool":
-            factor = 1 << self.down
-            if x.shape[-2] // factor == size[0] and x.shape[-1] // factor == size[1]:
-                return F.max_pool2d(x, factor)
-            return F.adaptive_max_pool2d(x, size)
-        # Antialias only when shrinking: plain bilinear would skip most input pixels.
-        return F.interpolate(
-            x, size=size, mode="bilinear", align_corners=False, antialias=self.down > 0
-        )
-
-    def node0(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """Input resampled once to the cell resolution and projected to the node width.
-
-        The 1×1 projection runs at the lower of the two resolutions (after downsampling,
-        before upsampling): cheaper, and a 1×1 conv commutes with bilinear interpolation.
-        """
-        size = tuple(size) if size is not None else self._output_size(x)
-        if self.project is None:
-            return self._resample(x, size)
-        if self.down < 0:
-            return self._resample(self.project(x), size)
-        return self.project(self._resample(x, size))
 
     def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         """Cell output ``[B, 2·node_width, *size]``; ``size`` defaults to ``H / 2**down``."""

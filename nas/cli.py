@@ -9,6 +9,7 @@ from typing import Optional
 
 from nas import __version__
 from nas.errors import UserError
+from nas.runs import is_rank_zero
 
 # Order is the order of the pipeline, which is also the order `nas --help` lists them in.
 COMMAND_MODULES = ("data", "search", "discretize", "retrain", "evaluate", "plot", "compare")
@@ -37,7 +38,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         return int(func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if is_rank_zero():
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

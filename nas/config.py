@@ -310,7 +310,7 @@ DESCRIPTIONS: dict[str, str] = {
     "run.threads": "CPU threads for torch (null = torch default)",
     "run.bf16": "bf16 autocast on CUDA",
     "run.channels_last": "channels_last memory format",
-    "run.compile": "torch.compile the retrained model",
+    "run.compile": "torch.compile the model (search and retrain)",
     "run.deterministic": "deterministic algorithms (bit-for-bit repeatable on CPU)",
     "run.distributed": "auto: use torch.distributed when started by torchrun; false: force one process",
     "run.sync_bn": "synchronise BatchNorm statistics across ranks",
@@ -360,6 +360,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ValueError(f"expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -380,12 +385,13 @@ def _check_value(key: str, value: Any) -> None:
         lo, hi = RANGES[key]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             desc = "int" if isinstance(value, int) else "number"
+            article = "an" if desc == "int" else "a"
             if lo is not None and hi is not None:
-                want = f"a {desc} in [{lo}, {hi}]"
+                want = f"{article} {desc} in [{lo}, {hi}]"
             elif lo is not None:
-                want = "a positive int" if (desc == "int" and lo == 1) else f"a {desc} >= {lo}"
+                want = "a positive int" if (desc == "int" and lo == 1) else f"{article} {desc} >= {lo}"
             else:
-                want = f"a {desc} <= {hi}"
+                want = f"{article} {desc} <= {hi}"
             raise ValueError(f"expected {want}, got {value!r}")
     if key in LENGTHS and value is not None and len(value) != LENGTHS[key]:
         raise ValueError(f"expected a list of {LENGTHS[key]} values, got {value!r}")
@@ -431,6 +437,9 @@ def _cross_checks(cfg: Config, source: str) -> None:
     if any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
         raise UserError(f"{source}: data.split: expected three non-negative fractions summing to 1 "
                         f"with a positive train share, got {split}")
+    if cfg.data.image_size % 16:
+        raise UserError(f"{source}: data.image_size: expected a multiple of 16 (the U-Nets pool 4 times), "
+                        f"got {cfg.data.image_size}")
     sc = cfg.data.augment.scale
     if sc.min > sc.max:
         raise UserError(f"{source}: data.augment.scale: min {sc.min} is larger than max {sc.max}")

@@ -45,7 +45,7 @@ class CsvLog:
         if not self.enabled:
             return
         with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
             for row in rows:
                 writer.writerow({k: _fmt(v) for k, v in row.items()})
 
@@ -216,8 +216,10 @@ class Trainer:
             t0 = time.perf_counter()
             out = task.train_step(batch, epoch)
             if not math.isfinite(out.loss):
-                raise UserError(f"loss became {out.loss} at epoch {epoch}, step {st.step + 1}; stopped. "
-                                f"The last good checkpoint is kept at {checkpoint_path(self.s.run_dir)} "
+                last = checkpoint_path(self.s.run_dir)
+                kept = (f"the last good checkpoint is kept at {last}" if last.is_file()
+                        else "no checkpoint was written yet")
+                raise UserError(f"loss became {out.loss} at epoch {epoch}, step {st.step + 1}; stopped, {kept} "
                                 f"(lower the learning rate or disable bf16)", exit_code=1)
             st.step += 1
             st.step_in_epoch += 1

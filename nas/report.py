@@ -78,7 +78,7 @@ def read_result(run_dir: str | Path, label: Optional[str] = None) -> RunResult:
         test={k: float(v) for k, v in test.items() if _number(v) is not None},
         train_time_s=_number(summary.get("train_time_s")),
         latency_ms_batch1=_number(summary.get("latency_ms_batch1")),
-        seed=summary.get("seed"), data=dict(summary.get("data") or {}),
+        seed=summary.get("seed"), data=(summary.get("data") if isinstance(summary.get("data"), dict) else {"source": summary.get("data")}),
     )
 
 

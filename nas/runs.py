@@ -24,6 +24,11 @@ def is_main_process() -> bool:
     return True
 
 
+def is_rank_zero() -> bool:
+    """Rank 0 of a torchrun job (or a plain process), also after the process group is gone."""
+    return is_main_process() and int(os.environ.get("RANK", "0")) == 0
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and rename it."""
     path = Path(path)

@@ -105,9 +105,11 @@ class SearchTask:
 
 def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
     """Run (or continue) a search into `out_dir`; returns the run folder."""
+    space = None if resume else load_search_space(cfg.search.space)  # fail before any file is written
     run = prepare_run(cfg, Path(out_dir), resume, purpose="search")
     cfg, rt, data = run.cfg, run.rt, run.data
-    space = load_search_space(cfg.search.space) if not resume else SearchSpace.from_dict(run.saved["search_space"])
+    if space is None:
+        space = SearchSpace.from_dict(run.saved["search_space"])
     task = SearchTask(cfg, space, data, rt, run.dir)
     settings = LoopSettings(epochs=cfg.train.epochs, run_dir=run.dir, val_loader=run.val_loader,
                             loss_fn=task.loss_fn, progress=cfg.log.progress, title="search",

@@ -118,6 +118,8 @@ def place_model(model: torch.nn.Module, cfg: Config, rt: Runtime) -> torch.nn.Mo
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     broadcast_module(model, rt)
+    if cfg.run.compile:
+        model.compile()  # in place: the module (and its α/weight groups) stays the same object
     return model
 
 

@@ -351,13 +351,13 @@ def run_suite(path: str | Path, out_dir: str | Path) -> SuiteRun:
 
     suite = load_suite(path)
     out_dir = Path(out_dir)
-    atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())
     run_dirs, labels = [], []
     for entry in suite.entries:
         genotype = _ensure_genotype(suite, entry, out_dir) if entry.search is not None else None
         for seed in suite.seeds:
             run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir))
             labels.append(entry.name)
+    atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())  # once the runs are accepted
     results = collect_runs(run_dirs, labels)
     written = write_report(results, out_dir / "report.md", title=f"Suite {suite.name}")
     return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, written=written)

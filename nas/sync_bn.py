@@ -7,6 +7,8 @@ exactly the statistics of a single process with the same global batch.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -20,7 +22,9 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
         c = x.shape[1]
         xf = x.float()
         count = torch.full((1,), float(xf.numel() // c), dtype=xf.dtype, device=xf.device)
-        stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
+        with warnings.catch_warnings():  # torch flags the functional all_reduce as deprecated; it is the
+            warnings.simplefilter("ignore", FutureWarning)  # differentiable one, which BN needs here
+            stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)

@@ -35,6 +35,10 @@ def model_spec(cfg: Config) -> dict[str, Any]:
                 "kwargs": {"genotype": genotype.to_dict(), "width_multiplier": mc.width_multiplier,
                            "out_channels": mc.out_channels if mc.out_channels != 1 else None,
                            **mc.options}}
+    from nas.models import list_models
+
+    if mc.name.lower().replace("-", "_") not in list_models():
+        raise UserError(f"model.name: unknown model '{mc.name}'; known: {', '.join(list_models())}")
     kwargs: dict[str, Any] = {"in_channels": 3, "out_channels": mc.out_channels, **mc.options}
     if mc.width is not None:
         kwargs["width"] = mc.width
@@ -60,7 +64,6 @@ class RetrainTask:
         self.cfg, self.rt, self.data = cfg, rt, data
         self.tc = retrain_settings(cfg)
         self.model = model = place_model(model, cfg, rt)
-        self.forward = torch.compile(model) if cfg.run.compile else model
         self.loss_fn = build_loss(self.tc.loss, self.tc.bce_pos_weight)
         self.opt = build_optimizer(self.tc, model.parameters(), rt, cfg.run.lr_scaling)
         self.sched = build_scheduler(self.tc, self.opt, self.tc.epochs)
@@ -79,7 +82,7 @@ class RetrainTask:
         image, mask = self.rt.to_device(image), mask.to(self.rt.device)
         self.opt.zero_grad(set_to_none=True)
         with self.rt.autocast():
-            out = self.forward(image)
+            out = self.model(image)
             # deep supervision (e.g. unet3plus) returns (main, side1, ...): sum the losses
             outputs = out if isinstance(out, (tuple, list)) else (out,)
             loss = sum(self.loss_fn(o.float(), mask) for o in outputs)

@@ -1,4 +1,4 @@
-"""SkipCell: node-level softmax, SSB/CSB gating, resampling, sharing, gradients."""
+"""SkipCell: node-level softmax, SSB/CSB gating, resampling (CellInput), sharing, gradients."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.cell import SkipCell, gate, node_softmax
+from nas.cell import CellInput, SkipCell, gate, node_softmax
 from nas.ops import THESIS_OPS, Zero
 
 OPS = list(THESIS_OPS)
@@ -51,8 +51,57 @@ def test_output_shape_and_resampling() -> None:
     assert SkipCell(8, 4, 2, OPS, down=1, resample_down="bilinear")(x).shape == (2, 8, 8, 8)
     assert SkipCell(8, 4, 2, OPS, down=-1)(x).shape == (2, 8, 32, 32)
     assert SkipCell(8, 4, 2, OPS, down=-3)(x, size=(100, 90)).shape == (2, 8, 100, 90)
-    assert SkipCell(4, 4, 1, OPS).project is None
-    assert SkipCell(8, 4, 1, OPS).project is not None
+    assert SkipCell(4, 4, 1, OPS).node0.project is None
+    assert SkipCell(8, 4, 1, OPS).node0.project is not None
+
+
+@pytest.mark.parametrize(
+    "down,mode,size,expect",
+    [
+        (0, "maxpool", None, lambda x: x),
+        (2, "maxpool", None, lambda x: F.max_pool2d(x, 4)),
+        (1, "maxpool", (5, 7), lambda x: F.adaptive_max_pool2d(x, (5, 7))),
+        (1, "bilinear", None,
+         lambda x: F.interpolate(x, size=(8, 8), mode="bilinear", align_corners=False, antialias=True)),
+        (-1, "maxpool", None,
+         lambda x: F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)),
+    ],
+)
+def test_cell_input_resamples_once_without_projection(down, mode, size, expect) -> None:
+    x = torch.randn(2, 4, 16, 16)
+    node0 = CellInput(4, 4, down, mode)
+    assert node0.project is None and not list(node0.parameters())
+    assert torch.equal(node0(x, size), expect(x))
+
+
+def test_cell_input_projects_at_the_lower_resolution() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16, 16)
+    down = CellInput(8, 4, 1).eval()
+    assert torch.equal(down(x), down.project(F.max_pool2d(x, 2)))
+    up = CellInput(8, 4, -2).eval()
+    expect = F.interpolate(up.project(x), size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.equal(up(x), expect)
+    assert not CellInput(8, 4, affine=False).project[1].affine
+    assert CellInput(8, 4, affine=True).project[1].affine
+    with pytest.raises(ValueError, match="resample_down"):
+        CellInput(8, 4, 1, "nearest")
+
+
+def test_state_dict_keys_and_legacy_projection_keys() -> None:
+    torch.manual_seed(0)
+    cell = SkipCell(8, 4, 2, OPS, down=1)
+    keys = set(cell.state_dict())
+    assert {"node_alphas.0", "node_alphas.1", "ssb_alpha", "csb_alpha"} <= keys
+    assert {"node0.project.0.weight", "node0.project.1.running_mean"} <= keys
+    assert cell.out_channels == 8
+    # checkpoints written before CellInput stored the projection as `project.*`
+    legacy = {k.replace("node0.project.", "project."): v for k, v in cell.state_dict().items()}
+    assert "project.0.weight" in legacy
+    fresh = SkipCell(8, 4, 2, OPS, down=1)
+    fresh.load_state_dict(legacy)  # strict
+    for key, value in cell.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
 
 
 def test_node_weights_sum_to_one_per_node() -> None:
@@ -140,6 +189,8 @@ def test_invalid_arguments() -> None:
         SkipCell(4, 4, 1, ["zero"])
     with pytest.raises(ValueError):
         SkipCell(4, 4, 1, OPS, ssb_gating="relu")
+    with pytest.raises(ValueError, match="resample_down"):
+        SkipCell(4, 4, 1, OPS, resample_down="nearest")
     assert torch.allclose(node_softmax(torch.zeros(2, 5)), torch.full((2, 5), 0.1))
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.backbone import UNetBackbone
+from nas.cell import CellInput
 from nas.discretize import alpha_state_from_state_dict, discretize
 from nas.errors import UserError
 from nas.evaluation import count_parameters
@@ -73,6 +75,29 @@ def test_forward_backward(size: int) -> None:
     net.eval()
     with torch.no_grad():
         assert torch.isfinite(net(x)).all()
+
+
+def test_shares_the_supernet_backbone_and_cell_input() -> None:
+    net = GenotypeNet(handmade(), width_multiplier=2.0)
+    assert isinstance(net, UNetBackbone)
+    cell = net.cells["skip_1_1"]
+    assert isinstance(cell.node0, CellInput) and cell.node0.project[1].affine
+    assert [n for n, _ in net.named_children()] == ["encoder", "cells", "decoder", "head"]
+    assert net.widths == [4, 8, 8, 16, 16] and net.in_channels == 3 and net.node_width == 8
+
+
+def test_loads_checkpoints_with_legacy_projection_keys() -> None:
+    """Checkpoints written before CellInput held node 0's projection at ``<cell>.project.*``."""
+    torch.manual_seed(0)
+    net = GenotypeNet(handmade(), width_multiplier=1.0)
+    state = net.state_dict()
+    assert "cells.skip_1_1.node0.project.0.weight" in state
+    legacy = {k.replace(".node0.project.", ".project."): v for k, v in state.items()}
+    assert "cells.skip_1_1.project.1.running_var" in legacy
+    fresh = GenotypeNet(handmade(), width_multiplier=1.0)
+    fresh.load_state_dict(legacy)  # strict
+    for key, value in state.items():
+        assert torch.equal(fresh.state_dict()[key], value), key
 
 
 def test_bad_input_and_arguments() -> None:

@@ -10,6 +10,8 @@ import torch
 import yaml
 
 import nas.search_space as ss
+from nas.backbone import UNetBackbone, parse_cell_name
+from nas.cell import CellInput, SkipCell
 from nas.errors import UserError
 from nas.search_space import SearchSpace, list_search_spaces, load_search_space
 from nas.supernet import Supernet
@@ -47,6 +49,59 @@ def test_parameters_are_disjoint_and_complete() -> None:
     assert len(net.softmax_groups(include_blocks=True)) == 4 * 3  # csb is sigmoid-gated
     assert len(net.softmax_groups(include_blocks=False)) == 4 * 2
     assert any(k.endswith("ssb_alpha") for k in net.state_dict())  # α are saved
+
+
+def test_alpha_state_dict_names_are_stable() -> None:
+    """The discretizer reads α from checkpoints by these exact names."""
+    net = Supernet("tiny")
+    arch = {id(p) for p in net.arch_parameters()}
+    names = sorted(n for n, p in net.named_parameters() if id(p) in arch)
+    expected = sorted(
+        f"cells.skip_{k}_{k}.{a}"
+        for k in range(1, 5)
+        for a in ("node_alphas.0", "node_alphas.1", "ssb_alpha", "csb_alpha")
+    )
+    assert names == expected
+    assert set(expected) <= set(net.state_dict())
+
+
+def test_supernet_is_the_shared_backbone_with_search_cells() -> None:
+    net = Supernet("unet_fullscale")
+    assert isinstance(net, UNetBackbone)
+    assert all(isinstance(c, SkipCell) and isinstance(c.node0, CellInput) for c in net.cells.values())
+    assert list(net.cells)[:4] == ["skip_1_4", "skip_2_4", "skip_3_4", "skip_4_4"]
+    assert [n for n, _ in net.named_children()] == ["encoder", "cells", "decoder", "head"]
+    # decoder level d: 4 cells × 2·node_width, plus the lower path
+    assert net.decoder["level1"][0].in_channels == 4 * 2 * 16 + 16
+
+
+class _Pool(torch.nn.Module):
+    """A stand-in cell: any module with ``out_channels`` called as ``cell(x, size)``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.out_channels = c
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(x, size)
+
+
+def test_backbone_takes_any_cells_and_leaves_absent_ones_out() -> None:
+    widths = [4, 8, 8, 16, 16]
+    net = UNetBackbone(3, widths, 2, lambda w: {"skip_1_1": _Pool(w[0]), "skip_2_1": _Pool(w[1])})
+    assert list(net.cells) == ["skip_1_1", "skip_2_1"]
+    assert net.decoder["level1"][0].in_channels == 4 + 8 + 8
+    assert net.decoder["level2"][0].in_channels == 8  # no cell: the lower path only
+    x = torch.rand(2, 3, 32, 32)
+    assert net(x).shape == (2, 2, 32, 32)
+    assert net(x.contiguous(memory_format=torch.channels_last)).is_contiguous(
+        memory_format=torch.channels_last
+    )
+    with pytest.raises(ValueError, match="skip_<enc>_<dec>"):
+        UNetBackbone(3, widths, 1, lambda w: {"skip_5_1": _Pool(w[4])})
+    with pytest.raises(TypeError, match="out_channels"):
+        UNetBackbone(3, widths, 1, lambda w: {"skip_1_1": torch.nn.Identity()})
+    assert parse_cell_name("skip_3_2") == (3, 2)
 
 
 def test_alpha_rows_long_format() -> None:

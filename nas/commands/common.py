@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 from nas.config import Config, load_config
+from nas.errors import UserError
+from nas.runs import is_rank_zero
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_config: Optional[str] = None) -> None:
@@ -20,6 +22,19 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: Optional[st
                         help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:1 ... (shortcut for --set run.device=...; default auto)")
+
+
+def check_resume_args(args: argparse.Namespace) -> None:
+    """--resume continues a run with its saved config; a new config or folder cannot apply."""
+    if args.resume and (args.config or args.out):
+        raise UserError("--resume continues a run with its own saved config.yaml; --config/--out cannot be "
+                        "combined with it (use --set for changes such as --set train.epochs=40)")
+
+
+def say(text: str) -> None:
+    """Print on rank 0 only, so a torchrun job reports once."""
+    if is_rank_zero():
+        print(text)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

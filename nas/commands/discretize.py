@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=None, help="pairs kept per node by the thesis policy (default 3)")
     p.add_argument("--threshold", type=float, default=None,
                    help="share of a node's non-zero mass kept by the threshold policy (default 0.9)")
-    p.add_argument("--from-epoch", type=float, default=None, metavar="E",
+    p.add_argument("--from-epoch", type=int, default=None, metavar="E",
                    help="use α at the end of epoch E (from alphas.csv) instead of the last checkpoint")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="where to write the genotype (default RUN_DIR/genotype.yaml)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.commands.common import add_config_args, config_from_args, default_run_dir
+from nas.commands.common import add_config_args, check_resume_args, config_from_args, default_run_dir, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:20s} {model_info(name)}")
         return 0
+    check_resume_args(args)
     overrides = list(args.overrides)
     if args.genotype:
         overrides.append(f"model.genotype={args.genotype}")
@@ -45,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) if args.out else default_run_dir("retrain")
         summary = retrain(config_from_args(args), run_dir)
     test = summary.get("test", {})
-    print(f"retrain finished: {run_dir}  test dice {test.get('dice', float('nan')):.4f}  "
+    say(f"retrain finished: {run_dir}  test dice {test.get('dice', float('nan')):.4f}  "
           f"jaccard {test.get('jaccard', float('nan')):.4f}  params {summary['params']:,}")
     return 0

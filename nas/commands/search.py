@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.commands.common import add_config_args, config_from_args, default_run_dir
+from nas.commands.common import add_config_args, check_resume_args, config_from_args, default_run_dir, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import search
     from nas.session import resume_config
 
+    check_resume_args(args)
     if args.resume:
         run_dir = Path(args.resume)
         cfg = resume_config(run_dir, list(args.overrides) + ([f"run.device={args.device}"] if args.device else []))
@@ -29,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = config_from_args(args)
         out = search(cfg, Path(args.out) if args.out else default_run_dir("search"), resume=False)
-    print(f"search finished: {out}")
+    say(f"search finished: {out}")
     return 0

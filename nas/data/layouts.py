@@ -165,7 +165,8 @@ ISIC2018 = PairedFolders(
      _isic("test", ("ISIC2018_Task1-2_Test_Input",), ("ISIC2018_Task1_Test_GroundTruth",))))
 HAM10000 = PairedFolders(
     "ham10000", "HAM10000 (with lesion masks)",
-    (_isic(None, ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images", "images"),
+    (_isic(None, ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images_part1",
+                      "HAM10000_images_part2", "HAM10000_images", "images"),
            ("HAM10000_segmentations_lesion_tschandl",)),))
 
 

@@ -41,7 +41,7 @@ class DataError(UserError):
     """Bad data under `data.on_bad: error`; `problems` holds every one of them."""
 
     def __init__(self, message: str, problems: list[Problem]) -> None:
-        super().__init__(message)
+        super().__init__(message, exit_code=1)
         self.problems = problems
 
 

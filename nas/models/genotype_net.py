@@ -14,9 +14,10 @@ Design choices the thesis leaves open (documented here so results can be compare
 - A cell outputs ``concat(SSB, CSB)`` of the blocks that kept a node; a cell with no kept output
   is absent and its decoder level reads only its other inputs.
 
-The encoder (double conv per level), the decoder plan, the head, the cells' resampling and node-0
-projection are the supernet's (:mod:`nas.supernet`, :class:`nas.cell.SkipCell`), reused rather
-than re-implemented, so the searched and the retrained network differ only in their cells.
+The encoder (double conv per level), the decoder plan, the head and the forward pass are the
+supernet's backbone (:class:`nas.backbone.UNetBackbone`), and node 0 (resampling and projection)
+is the search cell's :class:`nas.cell.CellInput`, so the searched and the retrained network
+differ only in their cells.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from typing import Any, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from nas.cell import SkipCell
+from nas.backbone import UNetBackbone, parse_cell_name
+from nas.cell import CellInput, accept_legacy_input_keys
 from nas.genotype import CellGenotype, Genotype, load_genotype
 from nas.models.checks import check_float, check_input, check_int
 from nas.models.registry import register_model
 from nas.ops import build_op
-from nas.search_space import LEVELS
-from nas.supernet import DoubleConv, Supernet, cell_name
 
 GenotypeLike = Union[Genotype, Mapping[str, Any], str, os.PathLike]
 
@@ -58,28 +58,23 @@ class GenotypeCell(nn.Module):
         cell: the cell's genotype.
         c_in: channels of the encoder feature map.
         node_width: channels of every node.
-        down: decoder level − encoder level (negative: upsampling), as in :class:`SkipCell`.
+        down: decoder level − encoder level (negative: upsampling), as in :class:`~nas.cell.CellInput`.
         resample_down: ``maxpool`` or ``bilinear``.
 
     Shapes: ``[B, c_in, H, W]`` → ``[B, out_channels, *size]``, ``out_channels`` =
     ``node_width`` × (number of non-empty blocks).
-    """
 
-    # Node 0 is computed exactly as in the search cell: resample once, project at the lower
-    # resolution. These methods only read `project`, `down` and `resample_down`.
-    _output_size = SkipCell._output_size
-    _resample = SkipCell._resample
-    node0 = SkipCell.node0
+    Node 0 is the search cell's :class:`~nas.cell.CellInput` (``node0``) with an affine
+    projection BatchNorm.
+    """
 
     def __init__(self, cell: CellGenotype, c_in: int, node_width: int, down: int, resample_down: str) -> None:
         super().__init__()
         edges, ssb_nodes, csb_nodes = cell.live()
         if not ssb_nodes and not csb_nodes:
             raise ValueError("cell has no kept output block; leave it out of the network")
-        self.down, self.resample_down, self.node_width = down, resample_down, node_width
-        self.project: Optional[nn.Module] = None
-        if c_in != node_width:
-            self.project = nn.Sequential(nn.Conv2d(c_in, node_width, 1, bias=False), nn.BatchNorm2d(node_width))
+        self.node_width = node_width
+        self.node0 = CellInput(c_in, node_width, down, resample_down, affine=True)
         self.ops = nn.ModuleList(build_op(e.op, node_width, node_width, affine=True) for e in edges)
         self._edges = [(e.to, e.from_) for e in edges]
         self._nodes = sorted({e.to for e in edges})
@@ -94,6 +89,7 @@ class GenotypeCell(nn.Module):
                                                        dtype=torch.float32))
         self.csb_conv = nn.Conv2d(len(csb_nodes) * node_width, node_width, 1, bias=False) if csb_nodes else None
         self.out_channels = node_width * (bool(ssb_nodes) + bool(csb_nodes))
+        accept_legacy_input_keys(self)
 
     def forward(self, x: Tensor, size: Optional[tuple[int, int]] = None) -> Tensor:
         states = {0: self.node0(x, size)}
@@ -110,12 +106,12 @@ class GenotypeCell(nn.Module):
 
 
 @register_model("genotype")
-class GenotypeNet(nn.Module):
+class GenotypeNet(UNetBackbone):
     """Searched skip-cell U-Net built from a genotype (DARTS, Liu et al., ICLR 2019; thesis skip cells).
 
     The supernet's backbone (5-level double-conv encoder, full-scale decoder, 1×1 head) with the
     genotype's cells, every width × ``width_multiplier`` (thesis retrain: 2×). Ops are the
-    registry's with affine BatchNorm.
+    registry's with affine BatchNorm. Cells that kept no output block are left out.
 
     Args:
         genotype: a :class:`~nas.genotype.Genotype`, its dict form, or a path to a genotype file.
@@ -127,38 +123,27 @@ class GenotypeNet(nn.Module):
 
     def __init__(self, genotype: GenotypeLike, width_multiplier: float = 2.0,
                  out_channels: Optional[int] = None) -> None:
-        super().__init__()
         genotype = _as_genotype(genotype)
         m = check_float("genotype", "width_multiplier", width_multiplier, 1e-6, float("inf"))
         bb = genotype.backbone
         out = check_int("genotype", "out_channels", bb.head_channels if out_channels is None else out_channels, 1, 2)
-        self.genotype = genotype
-        self.in_channels = bb.in_channels
-        widths = [scaled(w, m) for w in bb.widths]
         c = scaled(bb.node_width, m)
-        self.widths, self.node_width = widths, c
 
-        ins = [bb.in_channels, *widths[:-1]]
-        self.encoder = nn.ModuleList(DoubleConv(i, o) for i, o in zip(ins, widths))
-        cells: dict[str, GenotypeCell] = {}
-        for name, cell in genotype.cells.items():
-            enc, dec = int(name.split("_")[1]), int(name.split("_")[2])
-            if any(cell.live()[1:]):
-                cells[name] = GenotypeCell(cell, widths[enc - 1], c, dec - enc, bb.resample_down)
-        order = sorted(cells, key=lambda n: (-int(n.split("_")[2]), int(n.split("_")[1])))
-        self.cells = nn.ModuleDict({n: cells[n] for n in order})
-        # decoder level d: its present cells, then the lower path (same plan as the supernet)
-        self._plan = [(d, sorted(int(n.split("_")[1]) for n in cells if int(n.split("_")[2]) == d))
-                      for d in LEVELS[::-1]]
-        self.decoder = nn.ModuleDict({
-            f"level{d}": DoubleConv(sum(cells[cell_name(e, d)].out_channels for e in encs) + widths[d], widths[d - 1])
-            for d, encs in self._plan
-        })
-        self.head = nn.Conv2d(widths[0], out, 1)
+        def build_cells(widths: list[int]) -> dict[str, nn.Module]:
+            cells: dict[str, nn.Module] = {}
+            for name, cell in genotype.cells.items():
+                enc, dec = parse_cell_name(name)
+                if any(cell.live()[1:]):
+                    cells[name] = GenotypeCell(cell, widths[enc - 1], c, dec - enc, bb.resample_down)
+            return cells
+
+        super().__init__(bb.in_channels, [scaled(w, m) for w in bb.widths], out, build_cells)
+        self.genotype = genotype
+        self.node_width = c
 
     def forward(self, x: Tensor) -> Tensor:
         check_input("genotype", x, self.in_channels, 16)
-        return Supernet.forward(self, x)  # same encoder/decoder pass; only the cells differ
+        return super().forward(x)
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Parameters per part: ``encoder``, ``decoder``, ``head`` and ``<cell>.{project,ops,csb}``."""
@@ -167,7 +152,7 @@ class GenotypeNet(nn.Module):
 
         parts = {"encoder": count(self.encoder), "decoder": count(self.decoder), "head": count(self.head)}
         for name, cell in self.cells.items():
-            parts[f"{name}.project"] = count(cell.project)
+            parts[f"{name}.project"] = count(cell.node0.project)
             parts[f"{name}.ops"] = count(cell.ops)
             parts[f"{name}.csb"] = count(cell.csb_conv)
         return parts
