@@ -81,3 +81,22 @@ def test_config_reference_is_up_to_date():
     r = subprocess.run([sys.executable, str(root / "tools" / "gen_config_docs.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_float_keys_accept_yaml_text_exponents(tmp_path):
+    f = tmp_path / "e.yaml"
+    f.write_text("search:\n  arch_lr: 1e-4\n")
+    assert load_config(f).search.arch_lr == 1e-4
+    assert load_config(None, ["train.weight_decay=3e-4"]).train.weight_decay == 3e-4
+
+
+def test_image_size_must_be_multiple_of_16():
+    with pytest.raises(UserError, match="data.image_size: expected a multiple of 16"):
+        load_config(None, ["data.image_size=40"])
+
+
+def test_resume_cannot_take_a_new_config(tmp_path, capsys):
+    from nas.cli import main
+
+    assert main(["search", "--resume", str(tmp_path), "--config", "x.yaml"]) == 2
+    assert "--resume continues a run" in capsys.readouterr().err
