@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 import torch
 import yaml
 
-from nas.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config
+from nas.config import Config, TrainConfig, dump_config
 from nas.errors import UserError
 from nas.runs import atomic_write_text, write_json, write_yaml
 from nas.runtime import Runtime, broadcast_module, seed_everything, setup_runtime, shutdown

@@ -15,7 +15,8 @@ from PIL import Image
 from nas.errors import UserError
 from nas.plots import (KNOWN_OPS, alpha_panels, curve_panels, op_color, panels_of, plot_alphas, plot_curves,
                        plot_genotype, plot_predictions, read_alphas, write_standard_plots)
-from nas.plots.alphas import build_cell_figure, build_overview_figure, build_parameter_free_figure, read_lambda
+from nas.plots.alphas import (build_cell_figure, build_overview_figure, build_parameter_free_figure,
+                              overview_matrices, read_lambda)
 from nas.plots.curves import build_curves_figure, read_metrics, step_positions
 from nas.plots.genotype import build_cells_figure, build_network_figure, load_genotype_dict, op_mix
 
@@ -139,7 +140,7 @@ def test_plot_alphas_any_shape(tmp_path, nodes, ops, cells):
     log = read_alphas(run)
     fig = build_cell_figure(cells[0], log[cells[0]], "weights", read_lambda(run))
     assert panels_of(fig) == ["ssb", "csb"] + [f"node{i}" for i in range(1, nodes + 1)]
-    assert panels_of(build_overview_figure(log, list(cells))) == ["heatmap"]
+    assert panels_of(build_overview_figure(log, list(cells))) == ["final weight", "change vs uniform"]
     assert panels_of(build_parameter_free_figure(log, list(cells))) == list(cells)
 
 
@@ -155,6 +156,24 @@ def test_plot_alphas_options_raw_svg_cells_out(tmp_path):
         plot_alphas(run, kind="logits")
     with pytest.raises(UserError, match="format"):
         plot_alphas(run, fmt="jpg")
+
+
+def test_overview_change_vs_uniform_hand_computed(tmp_path):
+    """One cell, two ops, nodes 1 and 2: shares and their % change from 1/n_ops, by hand."""
+    rows = []
+    for group, inp, op, w in [("node1", "n0", "sep_conv_3x3", 0.6), ("node1", "n0", "zero", 0.4),
+                              ("node2", "n0", "sep_conv_3x3", 0.2), ("node2", "n0", "zero", 0.3),
+                              ("node2", "n1", "sep_conv_3x3", 0.3), ("node2", "n1", "zero", 0.2)]:
+        rows.append({"epoch": 1.0, "step": 1, "cell": "skip_1_1", "group": group, "input": inp, "op": op,
+                     "alpha": 0.0, "weight": w})
+    run = tmp_path / "run"
+    _write_csv(run / "alphas.csv", ["epoch", "step", "cell", "group", "input", "op", "alpha", "weight"], rows)
+    ops, shares, change = overview_matrices(read_alphas(run), ["skip_1_1"])
+    assert ops == ["zero", "sep_conv_3x3"]
+    # zero: node1 0.4, node2 0.3 + 0.2 = 0.5 -> mean 0.45; sep_conv: (0.6 + 0.5) / 2 = 0.55
+    assert shares[0] == pytest.approx([0.45, 0.55])
+    # uniform share 1/2: 0.45 -> -10 %, 0.55 -> +10 %
+    assert change[0] == pytest.approx([-10.0, 10.0])
 
 
 def test_parameter_free_share_sums_node_weights(tmp_path):

@@ -8,7 +8,6 @@ is stale (the test suite runs that check).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 

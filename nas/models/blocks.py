@@ -12,6 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def encoder_levels(in_channels: int, widths: list[int], block) -> nn.ModuleList:
+    """One `block(c_in, c_out)` per level: in_channels -> widths[0] -> widths[1] -> ..."""
+    return nn.ModuleList(block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths))
+
+
+def encode(levels: nn.ModuleList, pool: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run the encoder (`pool` between levels); every level's output, finest first."""
+    outputs = []
+    for i, level in enumerate(levels):
+        x = level(x if i == 0 else pool(x))
+        outputs.append(x)
+    return outputs
+
+
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3,
                  bias: bool = True) -> nn.Sequential:
     """``Conv(k×k, 'same' padding) -> BatchNorm -> ReLU``; the unit almost every block is made of."""

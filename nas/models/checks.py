@@ -37,6 +37,16 @@ def check_bool(model: str, arg: str, value: Any) -> bool:
     return value
 
 
+def check_levels(model: str, in_channels: Any, out_channels: Any, width: Any, depth: Any,
+                 min_width: int = 1) -> list[int]:
+    """Check the knobs every U-shaped baseline shares; return the level widths ``width * 2**i``."""
+    check_int(model, "in_channels", in_channels, 1)
+    check_int(model, "out_channels", out_channels, 1)
+    check_int(model, "width", width, min_width)
+    check_int(model, "depth", depth, 2, 8)
+    return [width * 2 ** i for i in range(depth)]
+
+
 def check_input(model: str, x: torch.Tensor, in_channels: int, multiple: int) -> None:
     """`x` must be ``[B, in_channels, H, W]`` with H and W divisible by `multiple`.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.models.blocks import DoubleConv, ScaleBridge
-from nas.models.checks import check_input, check_int
+from nas.models.blocks import DoubleConv, encode, encoder_levels, ScaleBridge
+from nas.models.checks import check_input, check_levels
 from nas.models.registry import register_model
 
 
@@ -47,13 +47,9 @@ class ELUNet(nn.Module):
                  depth: int = 5) -> None:
         super().__init__()
         name = self.registry_name
-        self.in_channels = check_int(name, "in_channels", in_channels, 1)
-        check_int(name, "out_channels", out_channels, 1)
-        check_int(name, "width", width, 1)
-        self.depth = check_int(name, "depth", depth, 2, 8)
-        widths = [width * 2 ** i for i in range(depth)]
-        self.encoder = nn.ModuleList(
-            DoubleConv(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths))
+        widths = check_levels(name, in_channels, out_channels, width, depth)
+        self.in_channels, self.depth = in_channels, depth
+        self.encoder = encoder_levels(in_channels, widths, DoubleConv)
         self.pool = nn.MaxPool2d(2)
         stages = list(range(depth - 2, -1, -1))  # coarse -> fine
         # from_below[k]: decoder stage d+1 (or bottom encoder) -> stage d
@@ -67,10 +63,8 @@ class ELUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self.registry_name, x, self.in_channels, 2 ** (self.depth - 1))
-        enc = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            enc.append(x)
+        enc = encode(self.encoder, self.pool, x)
+        x = enc[-1]
         for k, (below, bridges, block) in enumerate(zip(self.from_below, self.from_encoder, self.decoder)):
             d = self.depth - 2 - k
             target = enc[d].shape[-2:]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.models.blocks import UpConv
-from nas.models.checks import check_input, check_int
+from nas.models.blocks import encode, encoder_levels, UpConv
+from nas.models.checks import check_input, check_int, check_levels
 from nas.models.registry import register_model
 
 
@@ -61,20 +61,16 @@ class ImprovedUNet(nn.Module):
                  depth: int = 5, kernel_size: int = 7, expansion: int = 4) -> None:
         super().__init__()
         name = self.registry_name
-        self.in_channels = check_int(name, "in_channels", in_channels, 1)
-        check_int(name, "out_channels", out_channels, 1)
-        check_int(name, "width", width, 1)
-        self.depth = check_int(name, "depth", depth, 2, 8)
+        widths = check_levels(name, in_channels, out_channels, width, depth)
+        self.in_channels, self.depth = in_channels, depth
         check_int(name, "kernel_size", kernel_size, 1, parity="odd")  # odd: 'same' padding
         check_int(name, "expansion", expansion, 1)
-        widths = [width * 2 ** i for i in range(depth)]
 
         def level(c_in: int, c_out: int) -> nn.Sequential:
             return nn.Sequential(InvertedSeparableBlock(c_in, c_out, kernel_size, expansion),
                                  InvertedSeparableBlock(c_out, c_out, kernel_size, expansion))
 
-        self.encoder = nn.ModuleList(
-            level(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths))
+        self.encoder = encoder_levels(in_channels, widths, level)
         self.pool = nn.MaxPool2d(2)
         fine = list(reversed(widths[:-1]))
         self.ups = nn.ModuleList(UpConv(2 * f, f, kernel_size=1) for f in fine)
@@ -83,10 +79,7 @@ class ImprovedUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self.registry_name, x, self.in_channels, 2 ** (self.depth - 1))
-        skips = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode(self.encoder, self.pool, x)
         x = skips.pop()
         for up, block in zip(self.ups, self.decoder):
             x = block(up(x) + skips.pop())

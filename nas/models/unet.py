@@ -11,8 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from nas.models.blocks import AttentionGate, DoubleConv, UpConv
-from nas.models.checks import check_input, check_int
+from nas.models.blocks import AttentionGate, DoubleConv, encode, encoder_levels, UpConv
+from nas.models.checks import check_input, check_levels
 from nas.models.registry import register_model
 
 BlockFactory = Callable[[int, int], nn.Module]
@@ -43,13 +43,9 @@ class UNetSkeleton(nn.Module):
                  block: BlockFactory, attention: bool, min_width: int = 1) -> None:
         super().__init__()
         name = self.registry_name
-        self.in_channels = check_int(name, "in_channels", in_channels, 1)
-        check_int(name, "out_channels", out_channels, 1)
-        check_int(name, "width", width, min_width)
-        self.depth = check_int(name, "depth", depth, 2, 8)
-        widths = [width * 2 ** i for i in range(depth)]
-        self.encoder = nn.ModuleList(
-            block(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths))
+        widths = check_levels(name, in_channels, out_channels, width, depth, min_width=min_width)
+        self.in_channels, self.depth = in_channels, depth
+        self.encoder = encoder_levels(in_channels, widths, block)
         self.pool = nn.MaxPool2d(2)
         fine = list(reversed(widths[:-1]))  # decoder output widths, coarse -> fine
         coarse = list(reversed(widths[1:]))
@@ -60,10 +56,7 @@ class UNetSkeleton(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(self.registry_name, x, self.in_channels, 2 ** (self.depth - 1))
-        skips = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            skips.append(x)
+        skips = encode(self.encoder, self.pool, x)
         x = skips.pop()
         for k, (up, block) in enumerate(zip(self.ups, self.decoder)):
             d = up(x)

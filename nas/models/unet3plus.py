@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.models.blocks import DoubleConv, ScaleBridge, conv_bn_relu
-from nas.models.checks import check_bool, check_input, check_int
+from nas.models.blocks import conv_bn_relu, DoubleConv, encode, encoder_levels, ScaleBridge
+from nas.models.checks import check_bool, check_input, check_int, check_levels
 from nas.models.registry import register_model
 
 
@@ -49,17 +49,13 @@ class UNet3Plus(nn.Module):
                  deep_supervision: bool = False) -> None:
         super().__init__()
         name = self.registry_name
-        self.in_channels = check_int(name, "in_channels", in_channels, 1)
-        check_int(name, "out_channels", out_channels, 1)
-        check_int(name, "width", width, 1)
-        self.depth = check_int(name, "depth", depth, 2, 8)
+        widths = check_levels(name, in_channels, out_channels, width, depth)
+        self.in_channels, self.depth = in_channels, depth
         cat = width if cat_channels is None else check_int(name, "cat_channels", cat_channels, 1)
         self.deep_supervision = check_bool(name, "deep_supervision", deep_supervision)
-        widths = [width * 2 ** i for i in range(depth)]
         up_channels = cat * depth
 
-        self.encoder = nn.ModuleList(
-            DoubleConv(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths))
+        self.encoder = encoder_levels(in_channels, widths, DoubleConv)
         self.pool = nn.MaxPool2d(2)
 
         def source_channels(level: int, stage: int) -> int:
@@ -83,10 +79,7 @@ class UNet3Plus(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         check_input(self.registry_name, x, self.in_channels, 2 ** (self.depth - 1))
         size = x.shape[-2:]
-        enc = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            enc.append(x)
+        enc = encode(self.encoder, self.pool, x)
         # maps[level]: encoder output for levels <= current stage, decoder output above it
         maps = list(enc)
         for k, (bridges, fuse) in enumerate(zip(self.bridges, self.fuse)):

@@ -198,29 +198,53 @@ def op_share_over_time(groups: dict[str, dict[tuple[str, str], Series]]) -> tupl
     return x[:n], dict(shares)
 
 
-def build_overview_figure(log: AlphaLog, cells: list[str]) -> Figure:
-    """Heatmap of the final op shares: rows = cells, columns = ops."""
+def overview_matrices(log: AlphaLog, cells: list[str]) -> tuple[list[str], list[list[float]], list[list[float]]]:
+    """(ops, final shares, % change vs uniform) with rows = cells, NaN where a cell lacks an op.
+
+    Under uniform α every op's share of a cell is 1/n_ops (node-level softmax), so
+    ``100 * (share * n_ops - 1)`` says how far the search has moved from where it started; it
+    stays readable when the shares themselves all still round to 1/n_ops.
+    """
     finals = {c: {op: v[-1] for op, v in op_share_over_time(log[c])[1].items() if v} for c in cells}
     ops = sort_ops({op for f in finals.values() for op in f})
-    fig = new_figure(1.0 + 0.75 * max(len(ops), 1) + 1.5, 1.4 + 0.38 * len(cells))
-    (ax,) = panel_axes(fig, ["heatmap"], max_cols=1)
-    ax.set_title("Final node weights per op (summed over each node's inputs, averaged over the cell's nodes)",
-                 fontsize=9, wrap=True)
-    if not ops:
-        ax.text(0.5, 0.5, "no node weights logged", ha="center", va="center", transform=ax.transAxes)
-        return fig
-    matrix = [[finals[c].get(op, math.nan) for op in ops] for c in cells]
-    vmax = max((v for row in matrix for v in row if not math.isnan(v)), default=1.0) or 1.0
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax)
+    shares = [[finals[c].get(op, math.nan) for op in ops] for c in cells]
+    change = [[100.0 * (v * len(finals[c]) - 1.0) for v in row] for c, row in zip(cells, shares)]
+    return ops, shares, change
+
+
+def _heatmap(fig: Figure, ax, matrix: list[list[float]], ops: list[str], cells: list[str], *, cmap: str,
+             vmin: float, vmax: float, fmt: str, label: str) -> None:
+    image = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(ops)), ops, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(cells)), cells, fontsize=8)
     if len(cells) * len(ops) <= 400:
         for i, row in enumerate(matrix):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if v < 0.5 * vmax else "black")
-    fig.colorbar(image, ax=ax, label="weight")
+                    dark = image.cmap(image.norm(v))[:3]
+                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6,
+                            color="white" if sum(dark) < 1.2 else "black")
+    fig.colorbar(image, ax=ax, label=label)
+
+
+def build_overview_figure(log: AlphaLog, cells: list[str]) -> Figure:
+    """Heatmaps of the final op shares (rows = cells, columns = ops) and of their change vs uniform α."""
+    ops, shares, change = overview_matrices(log, cells)
+    fig = new_figure(2 * (1.0 + 0.75 * max(len(ops), 1) + 1.5), 1.6 + 0.38 * len(cells))
+    ax_share, ax_change = panel_axes(fig, ["final weight", "change vs uniform"], max_cols=2)
+    ax_share.set_title("Final weight per op (summed over a node's inputs, mean over the cell's nodes)",
+                       fontsize=9, wrap=True)
+    ax_change.set_title("Change vs uniform α (%): where the search has moved", fontsize=9, wrap=True)
+    if not ops:
+        for ax in (ax_share, ax_change):
+            ax.text(0.5, 0.5, "no node weights logged", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    values = [v for row in shares for v in row if not math.isnan(v)]
+    _heatmap(fig, ax_share, shares, ops, cells, cmap="viridis", vmin=0.0, vmax=max(values, default=1.0) or 1.0,
+             fmt="{:.2f}", label="weight")
+    spread = max((abs(v) for row in change for v in row if not math.isnan(v)), default=0.0) or 1.0
+    _heatmap(fig, ax_change, change, ops, cells, cmap="RdBu_r", vmin=-spread, vmax=spread,
+             fmt="{:+.2g}", label="% vs uniform")
     return fig
 
 
