@@ -15,23 +15,19 @@ batches and optimizers, so it can be tested and benchmarked on its own.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager, Iterator, Sequence
+from typing import Callable, ContextManager, Sequence
 
 import torch
 from torch import Tensor, nn
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-#: A zero-argument factory of a context (``lambda: torch.autocast("cuda", torch.bfloat16)``)
-#: or a reusable context object such as ``torch.autocast(...)`` itself.
-AutocastFactory = Callable[[], ContextManager] | ContextManager
+#: A zero-argument factory of a fresh context: :meth:`nas.runtime.Runtime.autocast`, or
+#: ``lambda: torch.autocast("cuda", torch.bfloat16)``.
+AutocastFactory = Callable[[], ContextManager]
 
 
 def _enter(autocast: AutocastFactory | None) -> ContextManager:
-    if autocast is None:
-        return contextlib.nullcontext()
-    if hasattr(autocast, "__enter__"):
-        return autocast  # type: ignore[return-value]
-    return autocast()  # type: ignore[operator]
+    return contextlib.nullcontext() if autocast is None else autocast()
 
 
 def beta_decay_loss(groups: Sequence[Tensor]) -> Tensor:
@@ -50,15 +46,6 @@ def beta_lambda(epoch0: int, start: float = 0.5, step: float = 0.5, max: float =
     return min(start + step * epoch0, max)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module behind a DistributedDataParallel/DataParallel wrapper (or ``model``)."""
-    return getattr(model, "module", model)
-
-
-def _is_wrapped(model: nn.Module) -> bool:
-    return _unwrap(model) is not model
-
-
 def weight_step(
     model: nn.Module,
     loss_fn: LossFn,
@@ -71,20 +58,17 @@ def weight_step(
 ) -> tuple[float, Tensor]:
     """One weight step on a training batch; returns (loss, detached logits).
 
-    Only weight gradients are computed (``backward(inputs=weights)``) unless ``model`` is a DDP
-    wrapper, whose reducer expects a gradient for every parameter. ``grad_hook(weights)`` runs
-    before clipping (the search uses it to average gradients across ranks).
+    The weights are the parameters of ``w_optimizer`` (built over ``model.weight_parameters()``):
+    only their gradients are computed (``backward(inputs=weights)``), never α's.
+    ``grad_hook(weights)`` runs before clipping (the search uses it to average gradients across
+    ranks).
     """
-    net = _unwrap(model)
-    weights = net.weight_parameters()
+    weights = [p for group in w_optimizer.param_groups for p in group["params"]]
     w_optimizer.zero_grad(set_to_none=True)
     with _enter(autocast):
         logits = model(x)
         loss = loss_fn(logits.float(), y)
-    if _is_wrapped(model):
-        loss.backward()
-    else:
-        loss.backward(inputs=weights)
+    loss.backward(inputs=weights)
     if grad_hook is not None:
         grad_hook(weights)
     if grad_clip is not None:
@@ -98,7 +82,8 @@ class Architect:
 
     Args:
         model: a :class:`nas.supernet.Supernet` (or anything with ``arch_parameters()``,
-            ``weight_parameters()`` and ``softmax_groups(include_blocks)``), possibly DDP-wrapped.
+            ``weight_parameters()`` and ``softmax_groups(include_blocks)``). The three lists are
+            taken once here, so the model's parameters must not be replaced afterwards.
         loss_fn: ``loss_fn(logits, target) -> scalar``.
         arch_optimizer: optimizer over ``model.arch_parameters()`` (thesis: RAdam 3e-4).
         order: 1 (first order) or 2 (DARTS unrolled).
@@ -106,12 +91,13 @@ class Architect:
             of second order. ``ξ`` is the weight optimizer's current lr when one is passed to
             :meth:`step` (so it follows the schedule), else ``w_lr``.
         include_blocks: whether SSB/CSB softmax groups enter β-decay.
-        autocast: optional autocast for the forwards: a context factory or a reusable context.
+        autocast: optional autocast for the forwards: a zero-argument context factory.
         hvp_r: finite-difference step of the Hessian-vector product, ``ε = hvp_r / ‖v‖``.
         grad_hook: called with the α parameters once their ``.grad`` is written and before
-            the optimizer steps (e.g. to all-reduce them across ranks). Without it, α
-            gradients are averaged over ranks when ``torch.distributed`` is initialised, since
-            they bypass DDP's hooks.
+            the optimizer steps. Nothing here averages α gradients across ranks: a distributed
+            run passes a hook that does (:mod:`nas.search` passes
+            :func:`nas.runtime.average_gradients`, a mean all-reduce); without one, each rank
+            steps with its own gradients.
     """
 
     def __init__(
@@ -131,7 +117,9 @@ class Architect:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
         self.model = model
-        self.net = _unwrap(model)
+        self.arch_params: list[nn.Parameter] = list(model.arch_parameters())
+        self.weight_params: list[nn.Parameter] = list(model.weight_parameters())
+        self.beta_groups: list[Tensor] = list(model.softmax_groups(include_blocks))
         self.loss_fn = loss_fn
         self.arch_optimizer = arch_optimizer
         self.order = order
@@ -158,7 +146,7 @@ class Architect:
         grads, arch_loss, beta = self.arch_gradients(
             x_val, y_val, x_train, y_train, lam, w_optimizer
         )
-        params = self.net.arch_parameters()
+        params = self.arch_params
         for p, g in zip(params, grads):
             p.grad = g
         if self.grad_hook is not None:
@@ -176,7 +164,7 @@ class Architect:
         w_optimizer: torch.optim.Optimizer | None = None,
     ) -> tuple[list[Tensor], float, float]:
         """∇_α L_α (without touching ``.grad``), the validation loss, and L_β."""
-        arch = self.net.arch_parameters()
+        arch = self.arch_params
         if self.order == 1:
             loss = self._loss(x_val, y_val)
             grads = _grads(loss, arch)  # α only: no weight gradient is ever computed
@@ -184,19 +172,19 @@ class Architect:
             if x_train is None or y_train is None:
                 raise ValueError("second-order α step needs a training batch")
             grads, loss = self._unrolled_gradients(x_val, y_val, x_train, y_train, w_optimizer)
-        beta = beta_decay_loss(self.net.softmax_groups(self.include_blocks))
+        beta = beta_decay_loss(self.beta_groups)
         if lam:
             for g, gb in zip(grads, torch.autograd.grad(lam * beta, arch, allow_unused=True)):
                 if gb is not None:
                     g.add_(gb)
-        return grads, float(loss.detach()), float(beta.detach())
+        loss_value, beta_value = torch.stack([loss.detach(), beta.detach()]).tolist()  # one sync
+        return grads, loss_value, beta_value
 
     # ------------------------------------------------------------------ internals
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
-        # The unwrapped module: gradients here bypass DDP's reducer (α are averaged by hand).
         with _enter(self.autocast):
-            return self.loss_fn(self.net(x), y)
+            return self.loss_fn(self.model(x), y)
 
     def _unrolled_gradients(
         self,
@@ -206,13 +194,14 @@ class Architect:
         y_train: Tensor,
         w_optimizer: torch.optim.Optimizer | None,
     ) -> tuple[list[Tensor], Tensor]:
-        arch = self.net.arch_parameters()
-        weights = self.net.weight_parameters()
+        arch = self.arch_params
+        weights = self.weight_params
         xi = w_optimizer.param_groups[0]["lr"] if w_optimizer is not None else self.w_lr
 
-        # virtual step w' = w − ξ(momentum·buf + ∇_w L_train + wd·w), done in place
         g_train = _grads(self._loss(x_train, y_train), weights)
-        with _restoring(weights):
+        backup = [w.detach().clone() for w in weights]  # w, put back whatever happens below
+        try:
+            # virtual step w' = w − ξ(momentum·buf + ∇_w L_train + wd·w), done in place
             with torch.no_grad():
                 for w, g in zip(weights, g_train):
                     d = g + self.w_weight_decay * w
@@ -222,32 +211,29 @@ class Architect:
                     w.sub_(xi * d)
             val_loss = self._loss(x_val, y_val)
             g_all = _grads(val_loss, [*arch, *weights])
-        d_alpha, v = g_all[: len(arch)], g_all[len(arch) :]
+            d_alpha, v = g_all[: len(arch)], g_all[len(arch) :]
+            _restore(weights, backup)
 
-        # ∇²_{α,w} L_train · v by central differences at w ± ε v, ε = r / ‖v‖
-        norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v))
-        eps = self.hvp_r / max(float(norm), 1e-12)
-        grads_pm = []
-        with _restoring(weights):
+            # ∇²_{α,w} L_train · v by central differences at w ± ε v, ε = r / ‖v‖
+            norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v))
+            eps = self.hvp_r / max(float(norm), 1e-12)
+            grads_pm = []
             for sign in (1.0, -2.0):
                 with torch.no_grad():
                     for w, t in zip(weights, v):
                         w.add_(t, alpha=sign * eps)
                 grads_pm.append(_grads(self._loss(x_train, y_train), arch))
+        finally:
+            _restore(weights, backup)
         hvp = [(gp - gn) / (2 * eps) for gp, gn in zip(*grads_pm)]
         return [da - xi * h for da, h in zip(d_alpha, hvp)], val_loss
 
 
-@contextlib.contextmanager
-def _restoring(params: Sequence[Tensor]) -> Iterator[None]:
-    """Put ``params`` back to their current values on exit, whatever happens inside."""
-    backup = [p.detach().clone() for p in params]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for p, b in zip(params, backup):
-                p.copy_(b)
+def _restore(params: Sequence[Tensor], backup: Sequence[Tensor]) -> None:
+    """Copy ``backup`` back into ``params`` in place."""
+    with torch.no_grad():
+        for p, b in zip(params, backup):
+            p.copy_(b)
 
 
 def _grads(loss: Tensor, params: Sequence[Tensor]) -> list[Tensor]:

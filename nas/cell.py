@@ -27,18 +27,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.ops import PARAMETER_FREE, ReLUConvBN, build_op, check_op_name
+from nas.search_space import RESAMPLE_DOWN
 
 
 def gate(alpha: Tensor, kind: str) -> Tensor:
-    """Block weights from block α: softmax (nodes compete) or sigmoid (independent gates)."""
+    """Weights of an α group, same shape back: ``softmax`` (one softmax over all its entries:
+    a node's (input, op) pairs, or the nodes of a block) or ``sigmoid`` (independent gates)."""
     if kind == "softmax":
-        return torch.softmax(alpha, dim=0)
+        return torch.softmax(alpha.flatten(), dim=0).view_as(alpha)
     if kind == "sigmoid":
         return torch.sigmoid(alpha)
     raise ValueError(f"unknown gating {kind!r}; expected softmax or sigmoid")
 
 
-RESAMPLE_DOWN = ("maxpool", "bilinear")
+def weight_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """Every parameter of ``module`` that is not one of its ``arch_parameters()`` (α)."""
+    arch = {id(p) for p in module.arch_parameters()}
+    return [p for p in module.parameters() if id(p) not in arch]
 
 
 class CellInput(nn.Module):
@@ -128,8 +133,9 @@ def _rename_legacy_input_keys(module: nn.Module, state_dict: dict, prefix: str, 
 
 
 def node_softmax(alpha: Tensor) -> Tensor:
-    """Node-level softmax: one softmax over all (input, op) α of a node, same shape back."""
-    return torch.softmax(alpha.flatten(), dim=0).view_as(alpha)
+    """Node-level softmax: one softmax over all (input, op) α of a node, same shape back
+    (``gate(alpha, "softmax")``)."""
+    return gate(alpha, "softmax")
 
 
 class _NodeState:
@@ -312,10 +318,7 @@ class SkipCell(nn.Module):
 
     def group_weights(self) -> dict[str, Tensor]:
         """Group name → normalised weights (node groups keep their ``(i, n_ops)`` shape)."""
-        out: dict[str, Tensor] = {}
-        for name, alpha, kind in self.alpha_groups():
-            out[name] = node_softmax(alpha) if name.startswith("node") else gate(alpha, kind)
-        return out
+        return {name: gate(alpha, kind) for name, alpha, kind in self.alpha_groups()}
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """All α of the cell (node groups, then SSB, then CSB)."""
@@ -323,8 +326,7 @@ class SkipCell(nn.Module):
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter that is not an α."""
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
+        return weight_parameters(self)
 
     def softmax_groups(self, include_blocks: bool = True) -> list[Tensor]:
         """The α tensors each softmax normalises (node groups; blocks if softmax-gated)."""
@@ -340,23 +342,24 @@ class SkipCell(nn.Module):
         rows: list[dict[str, Any]] = []
         weights = self.group_weights()
         for name, alpha, _ in self.alpha_groups():
-            w = weights[name]
+            # One host transfer per group (not one per element); same values as float(t[i]).
+            a, w = alpha.tolist(), weights[name].tolist()
             if name.startswith("node"):
-                for j in range(alpha.shape[0]):
-                    for k, op in enumerate(self.op_names):
-                        rows.append(_row(cell, name, f"n{j}", op, alpha[j, k], w[j, k]))
+                for j, (a_j, w_j) in enumerate(zip(a, w)):
+                    for op, a_jk, w_jk in zip(self.op_names, a_j, w_j):
+                        rows.append(_row(cell, name, f"n{j}", op, a_jk, w_jk))
             else:
-                for k in range(alpha.shape[0]):
-                    rows.append(_row(cell, name, f"n{k + 1}", "-", alpha[k], w[k]))
+                for k, (a_k, w_k) in enumerate(zip(a, w)):
+                    rows.append(_row(cell, name, f"n{k + 1}", "-", a_k, w_k))
         return rows
 
 
-def _row(cell: str, group: str, inp: str, op: str, alpha: Tensor, weight: Tensor) -> dict:
+def _row(cell: str, group: str, inp: str, op: str, alpha: float, weight: float) -> dict:
     return {
         "cell": cell,
         "group": group,
         "input": inp,
         "op": op,
-        "alpha": float(alpha),
-        "weight": float(weight),
+        "alpha": alpha,
+        "weight": weight,
     }

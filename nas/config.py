@@ -331,7 +331,7 @@ def _type_name(tp: Any) -> str:
     return {int: "int", float: "number", bool: "bool (true/false)", str: "string"}.get(tp, str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any) -> Any:
     """Check `value` against type hint `tp`; ints are accepted for floats. Raises ValueError."""
     origin = typing.get_origin(tp)
     if origin is Union:
@@ -339,12 +339,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)][0]
-        return _coerce(value, inner, where)
+        return _coerce(value, inner)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
-        return [_coerce(v, item_tp, where) for v in value]
+        return [_coerce(v, item_tp) for v in value]
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")
@@ -420,7 +420,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             kwargs[key] = _build(tp, value, dotted, source)
             continue
         try:
-            coerced = _coerce(value, tp, dotted)
+            coerced = _coerce(value, tp)
             _check_value(dotted, coerced)
         except ValueError as exc:
             msg = str(exc)
@@ -509,6 +509,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     """
     tree: dict = dict(base or {})
     source = "defaults"
+    cfg: Optional[Config] = None
     if path is not None:
         path = Path(path)
         raw = _read_yaml(path)
@@ -519,12 +520,13 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             tree = _merge(tree, parent_tree)
         tree = _merge(tree, raw)
         source = str(path)
-        _build(Config, tree, "", source)  # report file errors against the file
+        cfg = _build(Config, tree, "", source)  # report file errors against the file
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
-        _build(Config, tree, "", f"--set {text}")  # name the override that broke it
-    cfg = _build(Config, tree, "", source)
+        cfg = _build(Config, tree, "", f"--set {text}")  # name the override that broke it
+    if cfg is None:  # neither a file nor an override: defaults <- base
+        cfg = _build(Config, tree, "", source)
     _cross_checks(cfg, source)
     return cfg
 

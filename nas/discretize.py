@@ -42,7 +42,7 @@ from torch import Tensor
 
 from nas.cell import gate, node_softmax
 from nas.errors import UserError
-from nas.genotype import Backbone, Block, CellGenotype, Edge, Genotype, prune_edges
+from nas.genotype import Backbone, Block, CellGenotype, Edge, Genotype, prune_cell
 from nas.search_space import SearchSpace, load_search_space
 from nas.supernet import cell_name
 
@@ -111,9 +111,7 @@ def discretize_cell(weights: Mapping[str, Tensor], space: SearchSpace, policy: s
         edges += [Edge(node, j, space.ops[o], float(w[j, o]))
                   for j, o in select(w, space.ops, k, threshold) if space.ops[o] != "zero"]
     ssb_nodes, csb_nodes = _keep_block(weights["ssb"]), _keep_block(weights["csb"])
-    edges, live = prune_edges(edges, set(ssb_nodes) | set(csb_nodes))
-    ssb_nodes = [n for n in ssb_nodes if n in live]
-    csb_nodes = [n for n in csb_nodes if n in live]
+    edges, ssb_nodes, csb_nodes = prune_cell(edges, ssb_nodes, csb_nodes)
     if not ssb_nodes and not csb_nodes:
         warnings.warn(f"{name}: {FALLBACK_NOTE}", DiscretizeWarning, stacklevel=3)
         return CellGenotype(edges=[Edge(1, 0, "identity", 1.0)],

@@ -12,6 +12,10 @@ from nas.losses import target_probability
 from nas.metrics import MetricAccumulator
 from nas.runtime import Runtime, all_gather_cat, all_reduce_sum
 
+IN_CHANNELS = 3  # RGB: the input of every model that latency and MACs are measured on
+LATENCY_BATCH = 8  # the batched latency's batch size
+LATENCY_REPEATS = 5  # timed forward passes per batch size (the median counts)
+
 
 @dataclass
 class EvalResult:
@@ -59,17 +63,16 @@ def evaluate_loader(model: torch.nn.Module, loader: Iterable, rt: Runtime,
 
 
 @torch.no_grad()
-def measure_latency(model: torch.nn.Module, image_size: int, rt: Runtime, batch: int = 8,
-                    repeats: int = 5, in_channels: int = 3) -> dict[str, float]:
-    """Inference latency (ms/image) at batch 1 and at `batch`, and throughput (images/s)."""
+def measure_latency(model: torch.nn.Module, image_size: int, rt: Runtime) -> dict[str, float]:
+    """Inference latency (ms/image) at batch 1 and at `LATENCY_BATCH`, and throughput (images/s)."""
     model.eval()
     out: dict[str, float] = {}
-    for b, key in ((1, "latency_ms_batch1"), (batch, "latency_ms_batched")):
-        x = rt.to_device(torch.rand(b, in_channels, image_size, image_size))
+    for b, key in ((1, "latency_ms_batch1"), (LATENCY_BATCH, "latency_ms_batched")):
+        x = rt.to_device(torch.rand(b, IN_CHANNELS, image_size, image_size))
         with rt.autocast():
             model(x)  # warm-up
         times = []
-        for _ in range(repeats):
+        for _ in range(LATENCY_REPEATS):
             if rt.device.type == "cuda":
                 torch.cuda.synchronize(rt.device)
             t0 = time.perf_counter()
@@ -88,7 +91,7 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: torch.nn.Module, image_size: int, in_channels: int = 3) -> int:
+def count_macs(model: torch.nn.Module, image_size: int) -> int:
     """Multiply-accumulates of one forward pass at batch 1 (torch.utils.flop_counter FLOPs / 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -96,6 +99,6 @@ def count_macs(model: torch.nn.Module, image_size: int, in_channels: int = 3) ->
     was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, in_channels, image_size, image_size, device=device))
+        model(torch.zeros(1, IN_CHANNELS, image_size, image_size, device=device))
     model.train(was_training)
     return int(counter.get_total_flops() // 2)

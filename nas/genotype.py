@@ -42,8 +42,8 @@ from nas.runs import write_yaml
 FORMAT = "skipnas-genotype/1"
 WEIGHT_DECIMALS = 6
 GATINGS = ("softmax", "sigmoid")
-RESAMPLE_DOWN = ("maxpool", "bilinear")
-N_WIDTHS = 5
+RESAMPLE_DOWN = ("maxpool", "bilinear")  # also used by nas.search_space and nas.cell
+N_WIDTHS = 5  # encoder levels 1..5 (level 5 is the bottleneck)
 CELL_NAME = re.compile(r"^skip_([1-4])_([1-4])$")
 
 
@@ -103,9 +103,8 @@ class CellGenotype:
         return [e for e in self.edges if e.to == node]
 
     def live(self) -> tuple[list[Edge], list[int], list[int]]:
-        """Edges and SSB/CSB nodes that contribute to the output (see :func:`prune_edges`)."""
-        edges, live = prune_edges(self.edges, set(self.ssb.nodes) | set(self.csb.nodes))
-        return edges, [n for n in self.ssb.nodes if n in live], [n for n in self.csb.nodes if n in live]
+        """Edges and SSB/CSB nodes that contribute to the output (see :func:`prune_cell`)."""
+        return prune_cell(self.edges, self.ssb.nodes, self.csb.nodes)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,6 +138,14 @@ def prune_edges(edges: list[Edge], outputs: set[int]) -> tuple[list[Edge], set[i
         if len(kept) == len(edges):
             return kept, live
         edges = kept
+
+
+def prune_cell(edges: list[Edge], ssb_nodes: list[int],
+               csb_nodes: list[int]) -> tuple[list[Edge], list[int], list[int]]:
+    """:func:`prune_edges` with the SSB and CSB nodes as outputs: the surviving edges and the
+    block nodes that are still live (each list in its order)."""
+    edges, live = prune_edges(edges, set(ssb_nodes) | set(csb_nodes))
+    return edges, [n for n in ssb_nodes if n in live], [n for n in csb_nodes if n in live]
 
 
 @dataclass
@@ -416,6 +423,7 @@ __all__ = [
     "Edge",
     "Genotype",
     "load_genotype",
+    "prune_cell",
     "prune_edges",
     "round_weight",
     "save_genotype",

@@ -27,9 +27,12 @@ def _targets_for(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected 1 or 2 output channels, got {logits.shape[1]}")
 
 
-def bce_loss(logits: torch.Tensor, mask: torch.Tensor, pos_weight: Optional[float] = None) -> torch.Tensor:
-    target = _targets_for(logits, mask)
-    logits = logits.float()
+def _prepare(logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits as float32, target per channel)``: what every loss below starts from."""
+    return logits.float(), _targets_for(logits, mask)
+
+
+def _bce(logits: torch.Tensor, target: torch.Tensor, pos_weight: Optional[float]) -> torch.Tensor:
     if pos_weight is None:
         return F.binary_cross_entropy_with_logits(logits, target)
     # Weight the positive class of each channel: target for channel 0, background for channel 1.
@@ -39,14 +42,21 @@ def bce_loss(logits: torch.Tensor, mask: torch.Tensor, pos_weight: Optional[floa
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
-def soft_dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per image and channel (smoothing eps), averaged."""
-    target = _targets_for(logits, mask)
-    prob = torch.sigmoid(logits.float())
+def _soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    prob = torch.sigmoid(logits)
     dims = (2, 3)
     inter = (prob * target).sum(dims)
     denom = prob.sum(dims) + target.sum(dims)
     return (1.0 - (2.0 * inter + eps) / (denom + eps)).mean()
+
+
+def bce_loss(logits: torch.Tensor, mask: torch.Tensor, pos_weight: Optional[float] = None) -> torch.Tensor:
+    return _bce(*_prepare(logits, mask), pos_weight)
+
+
+def soft_dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice per image and channel (smoothing eps), averaged."""
+    return _soft_dice(*_prepare(logits, mask), eps)
 
 
 def class_frequency_weight(mask: torch.Tensor) -> float:
@@ -59,7 +69,8 @@ def class_frequency_weight(mask: torch.Tensor) -> float:
 def hybrid_loss(logits: torch.Tensor, mask: torch.Tensor, pos_weight: Optional[float] = None) -> torch.Tensor:
     """Seed 000's hybrid loss: soft Dice + class-weighted BCE (weight from the batch if not set)."""
     w = class_frequency_weight(mask) if pos_weight is None else pos_weight
-    return soft_dice_loss(logits, mask) + bce_loss(logits, mask, pos_weight=w)
+    logits, target = _prepare(logits, mask)
+    return _soft_dice(logits, target, eps=1.0) + _bce(logits, target, pos_weight=w)
 
 
 def build_loss(name: str, pos_weight: Optional[float] = None) -> LossFn:

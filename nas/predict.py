@@ -14,15 +14,15 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 import torch
-import yaml
 
 from nas.config import config_from_dict
 from nas.errors import UserError
 from nas.evaluation import evaluate_loader, measure_latency
 from nas.loop import checkpoint_path, load_checkpoint
-from nas.losses import build_loss
 from nas.runs import atomic_write_bytes, atomic_write_text, write_json
 from nas.runtime import setup_runtime
+from nas.session import read_run_config
+from nas.losses import build_loss
 from nas.train import build_from_spec, write_per_image
 
 ISIC_LAYOUTS = {"isic2016", "isic2017", "isic2018", "ham10000", "synthetic"}
@@ -110,10 +110,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
     from nas.data import build_data, build_eval_dataset, load_original, make_loader
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UserError(f"{cfg_path}: not found; is {run_dir} a run folder?")
-    cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()), str(cfg_path))
+    cfg = config_from_dict(read_run_config(run_dir), str(run_dir / "config.yaml"))
     cfg.run.distributed = "false"
     if device:
         cfg.run.device = device
@@ -155,7 +152,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
 
     result = evaluate_loader(net, loader, rt, build_loss(cfg.train.loss), on_batch=on_batch)
     out_dir = Path(out_dir) if out_dir else run_dir / f"evaluation-{name}"
-    write_per_image(out_dir / "per_image.csv", [r.id for r in dataset.records], result)
+    write_per_image(out_dir / "per_image.csv", dataset.ids, result)
     if save_predictions is not None:
         buf = io.StringIO()
         csv.writer(buf).writerows([["id", "image_path", "mask_path", "pred_path"], *index_rows])

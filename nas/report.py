@@ -30,8 +30,6 @@ class RunResult:
 
     run_dir: Path
     label: str
-    model: str
-    genotype: Optional[str]
     params: Optional[float]
     macs: Optional[float]
     test: dict[str, float]
@@ -73,8 +71,8 @@ def read_result(run_dir: str | Path, label: Optional[str] = None) -> RunResult:
                         f"(nas discretize, then nas retrain --genotype)")
     test = summary.get("test") or {}
     return RunResult(
-        run_dir=run_dir, label=label or model_label(summary), model=str(summary.get("model") or "unknown"),
-        genotype=summary.get("genotype"), params=_number(summary.get("params")), macs=_number(summary.get("macs")),
+        run_dir=run_dir, label=label or model_label(summary),
+        params=_number(summary.get("params")), macs=_number(summary.get("macs")),
         test={k: float(v) for k, v in test.items() if _number(v) is not None},
         train_time_s=_number(summary.get("train_time_s")),
         latency_ms_batch1=_number(summary.get("latency_ms_batch1")),
@@ -137,7 +135,6 @@ COLUMNS: tuple[Column, ...] = (
 class Stat:
     mean: float
     std: Optional[float]  # None with fewer than two values
-    n: int
 
 
 @dataclass
@@ -174,7 +171,7 @@ def _stat(values: list[float]) -> Optional[Stat]:
     if not values:
         return None
     std = statistics.stdev(values) if len(values) > 1 else None
-    return Stat(mean=statistics.fmean(values), std=std, n=len(values))
+    return Stat(mean=statistics.fmean(values), std=std)
 
 
 def compare_table(results: Sequence[RunResult], columns: tuple[Column, ...] = COLUMNS) -> CompareTable:

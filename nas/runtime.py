@@ -10,7 +10,7 @@ import dataclasses
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -27,7 +27,6 @@ class Runtime:
     device: torch.device
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     bf16: bool = False
     channels_last: bool = False
 
@@ -102,8 +101,8 @@ def setup_runtime(cfg: RunConfig) -> Runtime:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device=device, rank=rank, world_size=world, local_rank=local_rank,
-                   bf16=cfg.bf16, channels_last=cfg.channels_last)
+    return Runtime(device=device, rank=rank, world_size=world, bf16=cfg.bf16,
+                   channels_last=cfg.channels_last)
 
 
 def seed_everything(seed: int) -> None:
@@ -175,27 +174,9 @@ def all_gather_cat(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
     return torch.cat([o[: int(s.item())] for o, s in zip(out, sizes)])
 
 
-def barrier(rt: Runtime) -> None:
-    if rt.distributed:
-        dist.barrier()
-
-
 def shutdown(rt: Runtime) -> None:
     if rt.distributed and dist.is_initialized():
         dist.destroy_process_group()
-
-
-@contextlib.contextmanager
-def quiet_unless_main(rt: Runtime) -> Iterator[None]:
-    """Silence warnings on non-zero ranks so only rank 0 talks."""
-    if rt.is_main:
-        yield
-        return
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def replicas_in_sync(module: torch.nn.Module, rt: Runtime) -> bool:

@@ -20,14 +20,18 @@ class ResumableSampler(Sampler[int]):
         self.skip = 0
 
     def set_epoch(self, epoch: int, skip_samples: int = 0) -> None:
+        """Use epoch ``epoch``'s order; the next pass (only) starts after ``skip_samples``."""
         self.inner.set_epoch(epoch)
         self.skip = skip_samples
 
     def __iter__(self) -> Iterator[int]:
+        # The skip is consumed by this pass: iterating again (within the epoch) starts over.
+        skip, self.skip = self.skip, 0
         it = iter(self.inner)
-        for _ in range(self.skip):
+        for _ in range(skip):
             next(it, None)
         return it
 
     def __len__(self) -> int:
+        """Length of the next pass (the pending skip subtracted)."""
         return max(len(self.inner) - self.skip, 0)

@@ -16,15 +16,17 @@ from nas.losses import build_loss
 from nas.runs import write_json
 from nas.runtime import Runtime, average_gradients
 from nas.search_space import SearchSpace, load_search_space
-from nas.session import build_optimizer, build_scheduler, data_loader, place_model, prepare_run
+from nas.session import (build_optimizer, build_scheduler, data_loader, load_scheduler_state, place_model,
+                         prepare_run)
 from nas.supernet import Supernet
 
 
-def _endless(loader: Iterable[Any], sampler: Any) -> Iterator[Any]:
-    """Re-iterate the α loader as often as the weight loader needs (fresh batches, not a cache)."""
+def _endless(loader: Iterable[Any]) -> Iterator[Any]:
+    """Re-iterate the α loader as often as the weight loader needs (fresh batches, not a cache).
+
+    A resume's skip applies to the first pass only: the sampler consumes it when iterated."""
     while True:
         yield from loader
-        sampler.skip = 0
 
 
 class SearchTask:
@@ -60,7 +62,7 @@ class SearchTask:
         self.a_sampler.set_epoch(epoch, skip * bs)
         self.data.w_half.set_epoch(epoch)
         self.data.a_half.set_epoch(epoch)
-        return zip(self.w_loader, _endless(self.a_loader, self.a_sampler)), n_steps
+        return zip(self.w_loader, _endless(self.a_loader)), n_steps
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
         bd = self.cfg.search.beta_decay
@@ -71,11 +73,13 @@ class SearchTask:
     def train_step(self, batch: Any, epoch: int) -> StepResult:
         (xw, yw), (xa, ya) = batch
         rt = self.rt
-        xw, yw, xa, ya = rt.to_device(xw), yw.to(rt.device), rt.to_device(xa), ya.to(rt.device)
+        xw, yw = rt.to_device(xw), yw.to(rt.device)
         extra: dict[str, float] = {}
+        # During the α warm-up the α batch is still drawn (same data order) but never moved or used.
         if not self.arch_frozen:
+            xa, ya = rt.to_device(xa), ya.to(rt.device)
             out = self.architect.step(xa, ya, xw, yw, lam=self.lam, w_optimizer=self.w_opt)
-            extra["arch_loss"] = float(out["arch_loss"])
+            extra["arch_loss"] = out["arch_loss"]
         loss, logits = weight_step(self.model, self.loss_fn, xw, yw, self.w_opt, self.cfg.train.grad_clip,
                                    autocast=rt.autocast, grad_hook=self._average)
         return StepResult(loss=loss, logits=logits, mask=yw, extra=extra)
@@ -98,9 +102,7 @@ class SearchTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
-        self.w_sched.load_state_dict(state["w_sched"])
-        if hasattr(self.w_sched, "T_max"):  # resumed with a different epoch budget: stretch the cosine
-            self.w_sched.T_max = max(self.cfg.train.epochs, 1)
+        load_scheduler_state(self.w_sched, state["w_sched"], self.cfg.train.epochs)
 
 
 def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:

@@ -17,12 +17,10 @@ from typing import Any, Mapping
 import yaml
 
 from nas.errors import UserError
+from nas.genotype import GATINGS, N_WIDTHS, RESAMPLE_DOWN  # one definition, in the torch-free module
 from nas.ops import OPS
 
 LEVELS = (1, 2, 3, 4)  # encoder levels that can feed a skip / decoder levels that receive one
-N_WIDTHS = 5  # encoder levels 1..5 (level 5 is the bottleneck)
-GATINGS = ("softmax", "sigmoid")
-RESAMPLE_DOWN = ("maxpool", "bilinear")
 
 
 def search_space_dirs() -> list[Path]:

@@ -45,7 +45,8 @@ class PreparedRun:
         shutdown(self.rt)
 
 
-def _read_run_config(run_dir: Path) -> dict:
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's saved ``config.yaml`` as a plain dict."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise UserError(f"{path}: not found; is {run_dir} a run folder?")
@@ -56,7 +57,7 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Config:
     """The saved config of a run, with `--set` overrides (e.g. more epochs) applied on top."""
     from nas.config import load_config
 
-    return load_config(None, overrides, base=_read_run_config(run_dir))
+    return load_config(None, overrides, base=read_run_config(run_dir))
 
 
 def prepare_run(cfg: Config, run_dir: Path, resume: bool, purpose: str) -> PreparedRun:
@@ -150,3 +151,11 @@ def build_scheduler(tc: TrainConfig, opt: torch.optim.Optimizer, epochs: int) ->
     if tc.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=tc.lr_min)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def load_scheduler_state(sched: torch.optim.lr_scheduler.LRScheduler, state: dict, epochs: int) -> None:
+    """Restore a scheduler of :func:`build_scheduler` on resume; a run resumed with a different
+    epoch budget (``epochs``) gets its cosine stretched to the new budget."""
+    sched.load_state_dict(state)
+    if hasattr(sched, "T_max"):
+        sched.T_max = max(epochs, 1)

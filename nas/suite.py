@@ -31,13 +31,16 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import yaml
 
 from nas.config import Config, config_to_dict, load_config
 from nas.errors import UserError
-from nas.runs import atomic_write_bytes, write_yaml
+from nas.runs import atomic_write_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nas.report import RunResult
 
 SUITE_KEYS = ("name", "description", "base", "seeds", "entries")
 BASE_KEYS = ("config", "set")
@@ -288,30 +291,42 @@ def _log(suite: Suite, text: str) -> None:
     print(f"suite {suite.name}: {text}", file=sys.stderr, flush=True)
 
 
+def _run_unless_done(suite: Suite, entry: SuiteEntry, cfg: Config, run_dir: Path, kind: str,
+                     train: Callable[..., Any], log: tuple[str, str]) -> bool:
+    """Refuse a `kind` run folder trained with other settings, then run or resume it unless it
+    finished earlier (returns True then). `log` is the progress line (new run, resumed run)."""
+    state = run_state(run_dir, kind)
+    if state != "new":
+        _check_same_config(run_dir, cfg, suite.where(entry))
+    if state == "done":
+        return True
+    _log(suite, log[state == "resume"])
+    train(cfg, run_dir, resume=(state == "resume"))
+    return False
+
+
 def _ensure_genotype(suite: Suite, entry: SuiteEntry, out_dir: Path) -> Path:
     """Search (or resume/skip it), discretize, and copy the genotype to `genotypes/<entry>.yaml`
     so that the retrained runs are labelled by entry name."""
     from nas.discretize import discretize_run
+    from nas.genotype import save_genotype
     from nas.search import search
 
     target = out_dir / "genotypes" / f"{entry.name}.yaml"
     cfg = suite.search_config(entry)
     run_dir = out_dir / entry.name / "search"
-    state = run_state(run_dir, "search")
-    if state != "new":
-        _check_same_config(run_dir, cfg, suite.where(entry))
-    if state == "done" and target.is_file():
+    done = _run_unless_done(suite, entry, cfg, run_dir, "search", search,
+                            (f"{entry.name}: running search in {run_dir}",
+                             f"{entry.name}: resuming search in {run_dir}"))
+    if done and target.is_file():
         return target
-    if state != "done":
-        _log(suite, f"{entry.name}: {'resuming' if state == 'resume' else 'running'} search in {run_dir}")
-        search(cfg, run_dir, resume=(state == "resume"))
     policy = entry.search.policy or cfg.discretize.policy
     k = entry.search.k or cfg.discretize.k
     genotype = discretize_run(run_dir, policy, k)
     if isinstance(genotype, (str, os.PathLike)):  # a written genotype file
         atomic_write_bytes(target, Path(genotype).read_bytes())
     else:  # a Genotype record
-        write_yaml(target, genotype.to_dict())
+        save_genotype(genotype, target)
     _log(suite, f"{entry.name}: genotype ({policy}, k={k}) -> {target}")
     return target
 
@@ -321,14 +336,10 @@ def _retrain_entry(suite: Suite, entry: SuiteEntry, seed: int, genotype: Optiona
 
     cfg = suite.retrain_config(entry, seed, genotype)
     run_dir = out_dir / entry.name / f"seed{seed}"
-    state = run_state(run_dir, "retrain")
-    if state != "new":
-        _check_same_config(run_dir, cfg, suite.where(entry))
-    if state == "done":
-        _log(suite, f"{entry.name} seed {seed}: finished earlier, skipped")
-    else:
-        _log(suite, f"{entry.name} seed {seed}: {'resuming' if state == 'resume' else 'training'} in {run_dir}")
-        retrain(cfg, run_dir, resume=(state == "resume"))
+    what = f"{entry.name} seed {seed}"
+    if _run_unless_done(suite, entry, cfg, run_dir, "retrain", retrain,
+                        (f"{what}: training in {run_dir}", f"{what}: resuming in {run_dir}")):
+        _log(suite, f"{what}: finished earlier, skipped")
     return run_dir
 
 
@@ -337,20 +348,17 @@ class SuiteRun:
     suite: Suite
     run_dirs: list[Path]
     labels: list[str]
+    results: list[RunResult]  # one per run folder, labelled by entry
     written: list[Path]  # report.md first
 
-    @property
-    def report(self) -> Path:
-        return self.written[0]
 
-
-def run_suite(path: str | Path, out_dir: str | Path) -> SuiteRun:
+def run_suite(path: str | Path, out_dir: Optional[str | Path] = None) -> SuiteRun:
     """Train every entry × seed (skipping finished runs, resuming interrupted ones), then write
-    `report.md`, `report.csv` and the charts into `out_dir`."""
+    `report.md`, `report.csv` and the charts into `out_dir` (default `runs/suite-<name>`)."""
     from nas.report import collect_runs, write_report
 
     suite = load_suite(path)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"suite-{suite.name}"
     run_dirs, labels = [], []
     for entry in suite.entries:
         genotype = _ensure_genotype(suite, entry, out_dir) if entry.search is not None else None
@@ -360,4 +368,4 @@ def run_suite(path: str | Path, out_dir: str | Path) -> SuiteRun:
     atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())  # once the runs are accepted
     results = collect_runs(run_dirs, labels)
     written = write_report(results, out_dir / "report.md", title=f"Suite {suite.name}")
-    return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, written=written)
+    return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, results=results, written=written)

@@ -13,7 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from nas.backbone import DoubleConv, UNetBackbone, cell_name
-from nas.cell import SkipCell
+from nas.cell import SkipCell, weight_parameters
 from nas.search_space import SearchSpace, load_search_space
 
 
@@ -61,8 +61,7 @@ class Supernet(UNetBackbone):
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter that is not an α (disjoint from :meth:`arch_parameters`)."""
-        arch = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch]
+        return weight_parameters(self)
 
     def softmax_groups(self, include_blocks: bool = True) -> list[Tensor]:
         """The α tensors each softmax normalises, for β-decay: node groups always, SSB/CSB

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import torch
 
@@ -14,15 +14,20 @@ from nas.config import Config, config_to_dict, retrain_settings
 from nas.errors import UserError
 from nas.evaluation import EvalResult, count_macs, count_parameters, evaluate_loader, measure_latency
 from nas.loop import LoopSettings, StepResult, Trainer, checkpoint_path, load_checkpoint
-from nas.losses import build_loss
+from nas.losses import LossFn, build_loss
 from nas.metrics import METRIC_NAMES
 from nas.runs import atomic_write_text, write_json
 from nas.runtime import Runtime, average_gradients
-from nas.session import build_optimizer, build_scheduler, data_loader, place_model, prepare_run
+from nas.session import (build_optimizer, build_scheduler, data_loader, load_scheduler_state, place_model,
+                         prepare_run)
+
+if TYPE_CHECKING:
+    from nas.genotype import Genotype
 
 
-def model_spec(cfg: Config) -> dict[str, Any]:
-    """What is needed to rebuild the network later (saved in every checkpoint)."""
+def model_spec(cfg: Config) -> tuple[dict[str, Any], Optional[Genotype]]:
+    """What is needed to rebuild the network later (saved in every checkpoint), and the genotype
+    it was made from (loaded and checked here; None for a baseline)."""
     mc = cfg.model
     if (mc.name is None) == (mc.genotype is None):
         raise UserError("model: set exactly one of model.name (a baseline, see `nas retrain --list-models`) "
@@ -34,7 +39,7 @@ def model_spec(cfg: Config) -> dict[str, Any]:
         return {"name": "genotype", "label": Path(mc.genotype).parent.name or Path(mc.genotype).stem,
                 "kwargs": {"genotype": genotype.to_dict(), "width_multiplier": mc.width_multiplier,
                            "out_channels": mc.out_channels if mc.out_channels != 1 else None,
-                           **mc.options}}
+                           **mc.options}}, genotype
     from nas.models import list_models
 
     if mc.name.lower().replace("-", "_") not in list_models():
@@ -42,19 +47,28 @@ def model_spec(cfg: Config) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"in_channels": 3, "out_channels": mc.out_channels, **mc.options}
     if mc.width is not None:
         kwargs["width"] = mc.width
-    return {"name": mc.name, "label": mc.name, "kwargs": kwargs}
+    return {"name": mc.name, "label": mc.name, "kwargs": kwargs}, None
 
 
-def build_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
+def build_from_spec(spec: dict[str, Any], genotype: Optional[Genotype] = None) -> torch.nn.Module:
+    """The network of a model spec. A genotype spec holds the genotype's dict form, which the
+    network parses and checks; ``genotype``, when given, is that genotype already loaded
+    (see :func:`model_spec`) and is used instead, so it is not parsed again."""
     from nas.models import build_model
 
     kwargs = dict(spec["kwargs"])
     if spec["name"] == "genotype":
-        from nas.genotype import Genotype
-
-        kwargs["genotype"] = Genotype.from_dict(kwargs["genotype"])
+        if genotype is not None:
+            kwargs["genotype"] = genotype
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return build_model(spec["name"], **kwargs)
+
+
+def retrain_loss(cfg: Config) -> LossFn:
+    """The loss retrain trains with, also the one `nas evaluate` reports: `train.loss` and
+    `train.bce_pos_weight` with the `retrain.*` overrides applied."""
+    tc = retrain_settings(cfg)
+    return build_loss(tc.loss, tc.bce_pos_weight)
 
 
 class RetrainTask:
@@ -64,7 +78,7 @@ class RetrainTask:
         self.cfg, self.rt, self.data = cfg, rt, data
         self.tc = retrain_settings(cfg)
         self.model = model = place_model(model, cfg, rt)
-        self.loss_fn = build_loss(self.tc.loss, self.tc.bce_pos_weight)
+        self.loss_fn = retrain_loss(cfg)
         self.opt = build_optimizer(self.tc, model.parameters(), rt, cfg.run.lr_scaling)
         self.sched = build_scheduler(self.tc, self.opt, self.tc.epochs)
         self.loader, self.sampler = data_loader(data.train, cfg, rt, self.tc.batch_size, train=True)
@@ -108,9 +122,7 @@ class RetrainTask:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
-        if hasattr(self.sched, "T_max"):  # resumed with a different epoch budget: stretch the cosine
-            self.sched.T_max = max(self.tc.epochs, 1)
+        load_scheduler_state(self.sched, state["sched"], self.tc.epochs)
 
 
 def write_per_image(path: Path, ids: list[str], result: EvalResult) -> None:
@@ -124,11 +136,11 @@ def write_per_image(path: Path, ids: list[str], result: EvalResult) -> None:
 
 def retrain(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
     """Train, validate every epoch, test the best checkpoint; returns the summary written."""
-    spec = model_spec(cfg)
+    spec, genotype = model_spec(cfg)
     run = prepare_run(cfg, Path(out_dir), resume, purpose="train")
     cfg, rt, data = run.cfg, run.rt, run.data
     torch.manual_seed(cfg.run.seed)
-    task = RetrainTask(cfg, build_from_spec(spec), data, rt)
+    task = RetrainTask(cfg, build_from_spec(spec, genotype), data, rt)
     extra = {"model_spec": spec, "splits": data.splits}
     settings = LoopSettings(epochs=task.tc.epochs, run_dir=run.dir, val_loader=run.val_loader,
                             loss_fn=task.loss_fn, early_stop_patience=cfg.train.early_stop_patience,
@@ -157,7 +169,7 @@ def retrain(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
         summary["test"] = {k: v for k, v in result.summary.items() if k in METRIC_NAMES or k == "loss"}
         summary["test_pooled_dice"] = result.summary.get("pooled_dice")
         if rt.is_main:
-            write_per_image(run.dir / "per_image.csv", [r.id for r in data.test.records], result)
+            write_per_image(run.dir / "per_image.csv", data.test.ids, result)
     if rt.is_main:
         summary.update(measure_latency(task.model, cfg.data.image_size, rt))
         write_json(run.dir / "summary.json", summary)

@@ -18,3 +18,17 @@ TINY = [
 @pytest.fixture
 def tiny_overrides():
     return list(TINY)
+
+
+@pytest.fixture
+def tiny_supernet_alphas():
+    """A `tiny` supernet (seed 0) with α drawn from N(0, 1), and its α as `alpha_state_from_state_dict` reads them."""
+    from nas.discretize import alpha_state_from_state_dict
+    from nas.supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet("tiny")
+    with torch.no_grad():
+        for p in net.arch_parameters():
+            p.normal_()
+    return net, alpha_state_from_state_dict(net.state_dict(), "tiny supernet")

@@ -144,13 +144,8 @@ def test_bad_arguments() -> None:
         discretize({}, space())
 
 
-def test_weights_are_the_supernets() -> None:
-    torch.manual_seed(0)
-    net = Supernet("tiny")
-    with torch.no_grad():
-        for p in net.arch_parameters():
-            p.normal_()
-    state = alpha_state_from_state_dict(net.state_dict(), "x")
+def test_weights_are_the_supernets(tiny_supernet_alphas) -> None:
+    net, state = tiny_supernet_alphas
     for name, cell in net.cells.items():
         ours = cell_weights(state[name], net.space)
         for group, w in cell.group_weights().items():

@@ -10,13 +10,12 @@ import torch
 
 from nas.backbone import UNetBackbone
 from nas.cell import CellInput
-from nas.discretize import alpha_state_from_state_dict, discretize
+from nas.discretize import discretize
 from nas.errors import UserError
 from nas.evaluation import count_parameters
 from nas.genotype import Backbone, Block, CellGenotype, Edge, Genotype, load_genotype, save_genotype
 from nas.models import build_model, list_models
 from nas.models.genotype_net import GenotypeNet
-from nas.supernet import Supernet
 
 
 def double_conv(c_in: int, c_out: int) -> int:
@@ -112,14 +111,9 @@ def test_bad_input_and_arguments() -> None:
         GenotypeNet(bad)
 
 
-def test_end_to_end_from_tiny_supernet(tmp_path: Path) -> None:
+def test_end_to_end_from_tiny_supernet(tmp_path: Path, tiny_supernet_alphas) -> None:
     """Supernet α → discretize → genotype.yaml → registry → train step, with every policy."""
-    torch.manual_seed(0)
-    supernet = Supernet("tiny")
-    with torch.no_grad():
-        for p in supernet.arch_parameters():
-            p.normal_()
-    state = alpha_state_from_state_dict(supernet.state_dict(), "tiny supernet")
+    supernet, state = tiny_supernet_alphas
     assert "genotype" in list_models()
     for policy in ("thesis", "darts", "threshold"):
         g = discretize(state, supernet.space, policy)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from nas.config import Config, load_config
 from nas.errors import UserError
@@ -37,11 +37,29 @@ def say(text: str) -> None:
         print(text)
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    overrides = list(args.overrides)
+def overrides_from_args(args: argparse.Namespace, *extra: str) -> list[str]:
+    """`--set` overrides, then `extra` (command-specific), then `--device` as `run.device=...`."""
+    overrides = [*args.overrides, *extra]
     if getattr(args, "device", None):
         overrides.append(f"run.device={args.device}")
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, *extra: str) -> Config:
+    return load_config(args.config, overrides_from_args(args, *extra))
+
+
+def config_for_run(args: argparse.Namespace, kind: str, extra: Sequence[str] = ()) -> tuple[Config, Path, bool]:
+    """(config, run folder, resume) of a `kind` command: with --resume the run's saved config plus
+    the overrides; else --config plus the overrides, written to --out or runs/<kind>-<timestamp>."""
+    check_resume_args(args)
+    if args.resume:
+        from nas.session import resume_config
+
+        run_dir = Path(args.resume)
+        return resume_config(run_dir, overrides_from_args(args, *extra)), run_dir, True
+    cfg = config_from_args(args, *extra)
+    return cfg, Path(args.out) if args.out else default_run_dir(kind), False
 
 
 def default_run_dir(kind: str) -> Path:

@@ -54,11 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.suite is not None:
         if args.run_dirs or args.output:
             raise UserError("compare: use either RUN_DIR... [-o FILE] or --suite FILE [--out DIR], not both")
-        from nas.suite import load_suite, run_suite
+        from nas.suite import run_suite
 
-        out = args.out or Path("runs") / f"suite-{load_suite(args.suite).name}"
-        result = run_suite(args.suite, out)
-        print_table(compare_table(collect_runs(result.run_dirs, result.labels)))
+        result = run_suite(args.suite, args.out)
+        print_table(compare_table(result.results))
         for path in result.written:
             print(path)
         return 0

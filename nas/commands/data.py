@@ -84,7 +84,7 @@ def run_check(args: argparse.Namespace) -> int:
     if any(k != "-" for k in subsets):
         table.add_row("official split", ", ".join(f"{k} {v}" for k, v in subsets.items()))
     if infos:
-        sizes = [i.orig_size for i in infos]
+        sizes = [r.orig_size for r in records]
         lo, hi = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
         table.add_row("image size (h x w)", f"min {lo[0]}x{lo[1]}, max {hi[0]}x{hi[1]}")
         fractions = [i.lesion_fraction for i in infos]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-_DEFAULTS = {"policy": "thesis", "k": 3, "threshold": 0.9}
+from nas.config import DiscretizeConfig
+
+_DEFAULTS = dataclasses.asdict(DiscretizeConfig())  # policy, k, threshold
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from nas.commands.common import add_config_args, check_resume_args, config_from_args, default_run_dir, say
+from nas.commands.common import add_config_args, config_for_run, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.session import resume_config
     from nas.train import retrain
 
     if args.list_models:
@@ -30,21 +28,13 @@ def run(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:20s} {model_info(name)}")
         return 0
-    check_resume_args(args)
-    overrides = list(args.overrides)
+    extra: list[str] = []
     if args.genotype:
-        overrides.append(f"model.genotype={args.genotype}")
+        extra.append(f"model.genotype={args.genotype}")
     if args.model:
-        overrides.append(f"model.name={args.model}")
-    if args.device:
-        overrides.append(f"run.device={args.device}")
-    if args.resume:
-        run_dir = Path(args.resume)
-        summary = retrain(resume_config(run_dir, overrides), run_dir, resume=True)
-    else:
-        args.overrides, args.device = overrides, None
-        run_dir = Path(args.out) if args.out else default_run_dir("retrain")
-        summary = retrain(config_from_args(args), run_dir)
+        extra.append(f"model.name={args.model}")
+    cfg, run_dir, resume = config_for_run(args, "retrain", extra)
+    summary = retrain(cfg, run_dir, resume=resume)
     test = summary.get("test", {})
     say(f"retrain finished: {run_dir}  test dice {test.get('dice', float('nan')):.4f}  "
           f"jaccard {test.get('jaccard', float('nan')):.4f}  params {summary['params']:,}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from nas.commands.common import add_config_args, check_resume_args, config_from_args, default_run_dir, say
+from nas.commands.common import add_config_args, config_for_run, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,15 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nas.search import search
-    from nas.session import resume_config
 
-    check_resume_args(args)
-    if args.resume:
-        run_dir = Path(args.resume)
-        cfg = resume_config(run_dir, list(args.overrides) + ([f"run.device={args.device}"] if args.device else []))
-        out = search(cfg, run_dir, resume=True)
-    else:
-        cfg = config_from_args(args)
-        out = search(cfg, Path(args.out) if args.out else default_run_dir("search"), resume=False)
+    cfg, run_dir, resume = config_for_run(args, "search")
+    out = search(cfg, run_dir, resume=resume)
     say(f"search finished: {out}")
     return 0

@@ -7,7 +7,8 @@
 - `DiskCache`: one `.npz` per pair under `data.cache_dir` (default `~/.cache/skipnas`), keyed by
   both files' path, mtime and size, the image size and the preprocessing version, so an edited
   file or a new size is never served stale. It also remembers the original size and lesion
-  fraction, so a warm disk cache skips decoding entirely, even for validation.
+  fraction, so a warm disk cache skips decoding entirely, even for validation (`prepare` reads
+  only those two; the arrays are read when `PairStore.get` serves them).
 """
 
 from __future__ import annotations
@@ -32,14 +33,13 @@ PREPROCESS_VERSION = "center-crop/area/nearest-exact>128/v1"  # change when prep
 
 
 class MemoryCache:
+    """Every slot of a good pair is filled by `prepare` before any `get`."""
+
     def __init__(self, n: int, size: int) -> None:
         self.images = torch.empty((n, size, size, 3), dtype=torch.uint8)
         self.masks = torch.empty((n, size, size), dtype=torch.uint8)
-        self.filled = torch.zeros(n, dtype=torch.bool)
 
-    def get(self, slot: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
-        if not bool(self.filled[slot]):
-            return None
+    def get(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
         return self.images[slot].numpy(), self.masks[slot].numpy()
 
     def put(self, slot: int, image: np.ndarray, mask: np.ndarray) -> None:
@@ -47,10 +47,9 @@ class MemoryCache:
         # and cost ~10 ms on a busy 2-core machine, more than decoding the JPEG.
         self.images[slot].numpy()[...] = image
         self.masks[slot].numpy()[...] = mask
-        self.filled[slot] = True
 
     def share_memory(self) -> None:
-        for t in (self.images, self.masks, self.filled):
+        for t in (self.images, self.masks):
             t.share_memory_()
 
 
@@ -64,29 +63,42 @@ class DiskCache:
         self.size = size
         self.writable = True
 
-    def _file(self, record: Record) -> Path:
+    def path(self, record: Record) -> Optional[Path]:
+        """The entry of `record` (whether or not it exists yet); None when its files cannot be stat'ed."""
         parts = [PREPROCESS_VERSION, str(self.size)]
-        for p in (record.image_path, record.mask_path):
-            st = os.stat(p)
-            parts += [str(Path(p).resolve()), str(st.st_mtime_ns), str(st.st_size)]
+        try:
+            for p in (record.image_path, record.mask_path):
+                st = os.stat(p)
+                parts += [str(Path(p).resolve()), str(st.st_mtime_ns), str(st.st_size)]
+        except OSError:  # missing or unreadable file: nothing to key on (reading it reports why)
+            return None
         return self.dir / (hashlib.sha1("|".join(parts).encode()).hexdigest() + ".npz")
 
-    def load(self, record: Record) -> Optional[tuple[np.ndarray, np.ndarray, PairInfo]]:
+    def info(self, path: Path) -> Optional[PairInfo]:
+        """The entry's PairInfo without reading its arrays (npz members load lazily), or None."""
         try:
-            with np.load(self._file(record)) as z:
-                info = PairInfo((int(z["orig_size"][0]), int(z["orig_size"][1])), float(z["lesion_fraction"]))
-                return z["image"], z["mask"], info
+            with np.load(path) as z:
+                h, w = z["orig_size"]
+                return PairInfo((int(h), int(w)), float(z["lesion_fraction"]))
         except (OSError, KeyError, ValueError):  # missing, unreadable or stale-format entry: recompute
             return None
 
-    def save(self, record: Record, image: np.ndarray, mask: np.ndarray, info: PairInfo) -> None:
+    def load(self, path: Path) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """The entry's (image, mask), or None."""
+        try:
+            with np.load(path) as z:
+                return z["image"], z["mask"]
+        except (OSError, KeyError, ValueError):  # missing, unreadable or stale-format entry: recompute
+            return None
+
+    def save(self, path: Path, image: np.ndarray, mask: np.ndarray, info: PairInfo) -> None:
         if not self.writable:
             return
         buf = io.BytesIO()
         np.savez(buf, image=image, mask=mask, orig_size=np.array(info.orig_size),
                  lesion_fraction=np.array(info.lesion_fraction))
         try:
-            atomic_write_bytes(self._file(record), buf.getvalue())
+            atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
             self.writable = False
             log.warning("data.cache=disk: cannot write to %s (%s); continuing without the disk cache",

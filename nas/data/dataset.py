@@ -53,17 +53,11 @@ class SegmentationDataset(Dataset):
         self.store = store
         self.layout = layout
         self.indices = list(indices)
+        self.records: list[Record] = [store.records[k] for k in self.indices]  # a store's records never change
+        self.ids: list[str] = [r.id for r in self.records]
         self.augment = augment
         self.seed = int(seed)
         self.epoch = 0
-
-    @property
-    def records(self) -> list[Record]:
-        return [self.store.records[k] for k in self.indices]
-
-    @property
-    def ids(self) -> list[str]:
-        return [self.store.records[k].id for k in self.indices]
 
     def set_epoch(self, epoch: int) -> None:
         """Augmentation of item i becomes a function of (seed, epoch, i) only."""
@@ -119,7 +113,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, wor
             share()
     generator = torch.Generator()
     generator.manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
                       sampler=sampler, num_workers=workers, drop_last=drop_last, generator=generator,
                       collate_fn=collate,
                       worker_init_fn=_worker_init if workers > 0 else None,

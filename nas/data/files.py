@@ -67,10 +67,11 @@ def read_mask(path: Path) -> np.ndarray:
     return _read(path, cv2.IMREAD_GRAYSCALE)
 
 
-def write_image(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
-    """Write RGB (or a grey mask) with the encoder implied by the suffix; raises OSError on failure."""
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write RGB (or a grey mask) with the encoder implied by the suffix (JPEG: quality 95); raises
+    OSError on failure."""
     arr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if Path(path).suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(Path(path).suffix, arr, params)
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the image")

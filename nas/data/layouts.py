@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Iterator, Optional
 
 from nas.data.records import Problem, Record
 from nas.errors import UserError
@@ -37,7 +39,31 @@ class Scan:
     notes: list[str] = field(default_factory=list)
 
 
-def _subdirs(d: Path) -> list[Path]:
+# Directory listings and is_dir answers memoised for the duration of one `scan_folder` call, during
+# which every layout's match() (and then scan()) looks for its folders under the same root.
+_memo: ContextVar[Optional[dict[tuple[str, Path], Any]]] = ContextVar("nas_data_layouts_memo", default=None)
+
+
+@contextmanager
+def _memoised_listings() -> Iterator[None]:
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+def _memoised(kind: str, d: Path, compute: Callable[[Path], Any]) -> Any:
+    memo = _memo.get()
+    if memo is None:
+        return compute(d)
+    key = (kind, d)
+    if key not in memo:
+        memo[key] = compute(d)
+    return memo[key]
+
+
+def _list_subdirs(d: Path) -> list[Path]:
     try:
         with os.scandir(d) as it:
             return sorted(Path(e.path) for e in it if e.is_dir())
@@ -45,16 +71,25 @@ def _subdirs(d: Path) -> list[Path]:
         return []
 
 
+def _subdirs(d: Path) -> list[Path]:
+    return _memoised("subdirs", d, _list_subdirs)
+
+
+def _is_dir(d: Path) -> bool:
+    return _memoised("is_dir", d, Path.is_dir)
+
+
 def _find_dir(root: Path, name: str, depth: int = 2) -> Optional[Path]:
     """`root/name`, or `name` up to `depth` levels below root (archives often add a folder)."""
     level = [root]
-    for _ in range(depth + 1):
+    for step in range(depth + 1):
         for d in level:
             found = d / name
-            if found.is_dir():
+            if _is_dir(found):
                 nested = found / name  # unzipping "X.zip" into "X/" gives X/X/
-                return nested if nested.is_dir() else found
-        level = [c for d in level for c in _subdirs(d)]
+                return nested if _is_dir(nested) else found
+        if step < depth:
+            level = [c for d in level for c in _subdirs(d)]
     return None
 
 
@@ -65,6 +100,20 @@ def _add_pair(scan: Scan, seen: dict[str, Path], rec: Record) -> None:
         return
     seen[rec.id] = rec.image_path
     scan.records.append(rec)
+
+
+def _pair_up(scan: Scan, seen: dict[str, Path], subset: Optional[str], images: dict[str, Path],
+             masks: dict[str, Path], no_mask: Callable[[str], str], no_image: Callable[[str], str]) -> None:
+    """Pair `images` and `masks` by id, in their dicts' order: pairs, then problems worded by
+    `no_mask(id)` for each image without a mask and `no_image(id)` for each mask without an image."""
+    for id_, img in images.items():
+        if id_ in masks:
+            _add_pair(scan, seen, Record(id_, img, masks[id_], subset=subset))
+        else:
+            scan.problems.append(Problem(img, no_mask(id_)))
+    for id_, msk in masks.items():
+        if id_ not in images:
+            scan.problems.append(Problem(msk, no_image(id_)))
 
 
 # ----------------------------------------------------------------------------- ISIC-style layouts
@@ -128,46 +177,36 @@ class PairedFolders:
                         else:
                             images[m.group(1)] = p
             masks = {m.group(1): p for p in sorted(mask_dir.iterdir()) if (m := mask_re.match(p.name))}
-            for id_, img in sorted(images.items()):
-                if id_ not in masks:
-                    scan.problems.append(Problem(img, "image without mask (expected "
-                                                      f"{mask_dir / self.mask_example.format(id=id_)})"))
-                    continue
-                _add_pair(scan, seen, Record(id_, img, masks[id_], subset=s.subset))
-            for id_, msk in sorted(masks.items()):
-                if id_ not in images:
-                    scan.problems.append(Problem(msk, f"mask without image (expected {id_}.jpg in {image_dirs[0]})"))
+            _pair_up(scan, seen, s.subset, dict(sorted(images.items())), dict(sorted(masks.items())),
+                     lambda id_: f"image without mask (expected {mask_dir / self.mask_example.format(id=id_)})",
+                     lambda id_: f"mask without image (expected {id_}.jpg in {image_dirs[0]})")
         if usable == 0 and not scan.problems:
             raise UserError(f"{base}: found {self.title} folders but no image folder with its ground-truth "
                             f"folder; expected {self.expected}")
         return scan
 
 
-def _isic(subset: Optional[str], images: tuple[str, ...], masks: tuple[str, ...]) -> SubsetDirs:
-    return SubsetDirs(subset, images, masks)
-
-
 ISIC2016 = PairedFolders(
     "isic2016", "ISIC 2016 Part 1",
-    (_isic("train", ("ISBI2016_ISIC_Part1_Training_Data",), ("ISBI2016_ISIC_Part1_Training_GroundTruth",)),
-     _isic("test", ("ISBI2016_ISIC_Part1_Test_Data",), ("ISBI2016_ISIC_Part1_Test_GroundTruth",))),
+    (SubsetDirs("train", ("ISBI2016_ISIC_Part1_Training_Data",), ("ISBI2016_ISIC_Part1_Training_GroundTruth",)),
+     SubsetDirs("test", ("ISBI2016_ISIC_Part1_Test_Data",), ("ISBI2016_ISIC_Part1_Test_GroundTruth",))),
     mask_example="{id}_Segmentation.png")
 ISIC2017 = PairedFolders(
     "isic2017", "ISIC 2017 Part 1",
-    (_isic("train", ("ISIC-2017_Training_Data",), ("ISIC-2017_Training_Part1_GroundTruth",)),
-     _isic("val", ("ISIC-2017_Validation_Data",), ("ISIC-2017_Validation_Part1_GroundTruth",)),
-     _isic("test", ("ISIC-2017_Test_v2_Data", "ISIC-2017_Test_Data"),
-           ("ISIC-2017_Test_v2_Part1_GroundTruth", "ISIC-2017_Test_Part1_GroundTruth"))))
+    (SubsetDirs("train", ("ISIC-2017_Training_Data",), ("ISIC-2017_Training_Part1_GroundTruth",)),
+     SubsetDirs("val", ("ISIC-2017_Validation_Data",), ("ISIC-2017_Validation_Part1_GroundTruth",)),
+     SubsetDirs("test", ("ISIC-2017_Test_v2_Data", "ISIC-2017_Test_Data"),
+                ("ISIC-2017_Test_v2_Part1_GroundTruth", "ISIC-2017_Test_Part1_GroundTruth"))))
 ISIC2018 = PairedFolders(
     "isic2018", "ISIC 2018 Task 1",
-    (_isic("train", ("ISIC2018_Task1-2_Training_Input",), ("ISIC2018_Task1_Training_GroundTruth",)),
-     _isic("val", ("ISIC2018_Task1-2_Validation_Input",), ("ISIC2018_Task1_Validation_GroundTruth",)),
-     _isic("test", ("ISIC2018_Task1-2_Test_Input",), ("ISIC2018_Task1_Test_GroundTruth",))))
+    (SubsetDirs("train", ("ISIC2018_Task1-2_Training_Input",), ("ISIC2018_Task1_Training_GroundTruth",)),
+     SubsetDirs("val", ("ISIC2018_Task1-2_Validation_Input",), ("ISIC2018_Task1_Validation_GroundTruth",)),
+     SubsetDirs("test", ("ISIC2018_Task1-2_Test_Input",), ("ISIC2018_Task1_Test_GroundTruth",))))
 HAM10000 = PairedFolders(
     "ham10000", "HAM10000 (with lesion masks)",
-    (_isic(None, ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images_part1",
-                      "HAM10000_images_part2", "HAM10000_images", "images"),
-           ("HAM10000_segmentations_lesion_tschandl",)),))
+    (SubsetDirs(None, ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images_part1",
+                       "HAM10000_images_part2", "HAM10000_images", "images"),
+                ("HAM10000_segmentations_lesion_tschandl",)),))
 
 
 # ----------------------------------------------------------------------------- PH2
@@ -255,15 +294,10 @@ class Folder:
                         scan.problems.append(Problem(p, f"two masks for {stem} (also {masks[stem]})"))
                     else:
                         masks[stem] = p
-            for stem, img in images.items():
-                if stem in masks:
-                    _add_pair(scan, seen, Record(stem, img, masks[stem], subset=subset))
-                else:
-                    scan.problems.append(Problem(img, f"image without mask (expected {d / 'masks' / stem}.png, "
-                                                      f"{stem}_mask.png or {stem}_segmentation.png)"))
-            for stem, msk in masks.items():
-                if stem not in images:
-                    scan.problems.append(Problem(msk, f"mask without image (expected {d / 'images' / stem}.jpg or .png)"))
+            _pair_up(scan, seen, subset, images, masks,
+                     lambda stem: (f"image without mask (expected {d / 'masks' / stem}.png, "
+                                   f"{stem}_mask.png or {stem}_segmentation.png)"),
+                     lambda stem: f"mask without image (expected {d / 'images' / stem}.jpg or .png)")
         return scan
 
 
@@ -285,16 +319,17 @@ def scan_folder(root: str | Path, layout: str = "auto") -> Scan:
         raise UserError(f"{root}: dataset folder not found")
     if layout not in ("auto", *LAYOUTS):
         raise UserError(f"data.layout: unknown layout {layout!r} (known: auto, {', '.join(LAYOUTS)})")
-    if layout != "auto":
-        lay = LAYOUTS[layout]
-        base = lay.match(root)
-        if base is None:
-            raise UserError(f"{root}: does not look like {lay.title} (data.layout={layout}); "
-                            f"expected {lay.expected}")
-        return lay.scan(base)
-    for lay in LAYOUTS.values():
-        base = lay.match(root)
-        if base is not None:
+    with _memoised_listings():
+        if layout != "auto":
+            lay = LAYOUTS[layout]
+            base = lay.match(root)
+            if base is None:
+                raise UserError(f"{root}: does not look like {lay.title} (data.layout={layout}); "
+                                f"expected {lay.expected}")
             return lay.scan(base)
+        for lay in LAYOUTS.values():
+            base = lay.match(root)
+            if base is not None:
+                return lay.scan(base)
     known = "; ".join(f"{lay.name}: {lay.expected}" for lay in LAYOUTS.values())
     raise UserError(f"{root}: no known dataset layout found; expected one of {known}")

@@ -57,14 +57,13 @@ def preprocess_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return (sq > 128).astype(np.uint8)
 
 
-def uncrop(pred: np.ndarray, orig_size: tuple[int, int],
-           interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """Map a square prediction (size, size) back to the original (h, w): resize to the crop side,
-    paste into the crop box, zeros outside. dtype is kept (use float probabilities, then threshold)."""
+def uncrop(pred: np.ndarray, orig_size: tuple[int, int]) -> np.ndarray:
+    """Map a square prediction (size, size) back to the original (h, w): resize (bilinear) to the crop
+    side, paste into the crop box, zeros outside. dtype is kept (use float probabilities, then threshold)."""
     h, w = orig_size
     y0, x0, side = center_crop_box(h, w)
     out = np.zeros((h, w), dtype=pred.dtype)
-    out[y0:y0 + side, x0:x0 + side] = cv2.resize(pred, (side, side), interpolation=interpolation)
+    out[y0:y0 + side, x0:x0 + side] = cv2.resize(pred, (side, side), interpolation=cv2.INTER_LINEAR)
     return out
 
 

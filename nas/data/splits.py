@@ -103,7 +103,7 @@ def _check_shape(splits: Any, source: str) -> None:
         raise UserError(f"{source}: expected a mapping with lists train, val and test")
 
 
-def check_splits(splits: Any, available: set[str], source: str = "splits") -> None:
+def check_splits(splits: Any, available: set[str], source: str) -> None:
     """Raise UserError if `splits` is malformed, overlapping, or names ids that are not available."""
     _check_shape(splits, source)
     seen: dict[str, str] = {}

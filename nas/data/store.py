@@ -15,6 +15,7 @@ import sys
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -28,14 +29,17 @@ Arrays = tuple[np.ndarray, np.ndarray]  # (image uint8 (S, S, 3) RGB, mask uint8
 
 
 class PairStore:
-    """Preprocessed pairs of `records` (all good, `orig_size` known) by index."""
+    """Preprocessed pairs of `records` (all good, `orig_size` known) by index.
 
-    def __init__(self, records: list[Record], size: int, memory: Optional[MemoryCache] = None,
-                 slots: Optional[list[int]] = None, disk: Optional[DiskCache] = None) -> None:
+    `slots[k]` is record k's slot in `memory`, which `prepare` has filled for every good pair.
+    """
+
+    def __init__(self, records: list[Record], size: int, slots: list[int], memory: Optional[MemoryCache] = None,
+                 disk: Optional[DiskCache] = None) -> None:
         self.records = records
         self.size = size
+        self.slots = slots
         self.memory = memory
-        self.slots = slots if slots is not None else list(range(len(records)))
         self.disk = disk
 
     def __len__(self) -> int:
@@ -43,25 +47,29 @@ class PairStore:
 
     def get(self, k: int) -> Arrays:
         if self.memory is not None:
-            hit = self.memory.get(self.slots[k])
-            if hit is not None:
-                return hit
+            return self.memory.get(self.slots[k])
         rec = self.records[k]
-        if self.disk is not None:
-            cached = self.disk.load(rec)
+        path = self.disk.path(rec) if self.disk is not None else None
+        if path is not None:
+            cached = self.disk.load(path)
             if cached is not None:
-                return cached[0], cached[1]
+                return cached
         rgb, mask = load_original(rec)
-        arrays = preprocess_image(rgb, self.size), preprocess_mask(mask, self.size)
-        if self.memory is not None:
-            self.memory.put(self.slots[k], *arrays)
-        elif self.disk is not None:
-            self.disk.save(rec, *arrays, PairInfo(rgb.shape[:2], lesion_fraction(mask)))
-        return arrays
+        return _preprocess(rgb, mask, self.size, self.disk, path)[0]
 
     def share_memory(self) -> None:
         if self.memory is not None:
             self.memory.share_memory()
+
+
+def _preprocess(rgb: np.ndarray, mask: np.ndarray, size: int, disk: Optional[DiskCache],
+                path: Optional[Path]) -> tuple[Arrays, PairInfo]:
+    """Preprocess a decoded pair and learn its PairInfo; saved as the disk entry `path` if given."""
+    info = PairInfo((int(rgb.shape[0]), int(rgb.shape[1])), lesion_fraction(mask))
+    arrays = preprocess_image(rgb, size), preprocess_mask(mask, size)
+    if disk is not None and path is not None:
+        disk.save(path, *arrays, info)
+    return arrays, info
 
 
 @dataclass
@@ -92,7 +100,6 @@ def default_threads() -> int:
 
 
 def prepare(records: list[Record], size: int, cache: str = "memory", cache_dir: Optional[str] = None,
-            threads: Optional[int] = None,
             progress: Optional[Callable[[int, int], None]] = None) -> Prepared:
     """Read, check, preprocess and cache every record. Never raises on bad data: returns it.
 
@@ -105,37 +112,35 @@ def prepare(records: list[Record], size: int, cache: str = "memory", cache_dir: 
     memory = MemoryCache(len(records), size) if cache == "memory" else None
 
     def work(rec: Record) -> tuple[Optional[Arrays], Optional[PairInfo], list[Problem]]:
-        if disk is not None:
-            hit = disk.load(rec)
-            if hit is not None:
-                return (hit[0], hit[1]), hit[2], []
+        """(arrays, info, []) for a good pair (arrays None on a disk-cache hit), (None, None, problems) else."""
+        path = disk.path(rec) if disk is not None else None
+        if path is not None:
+            info = disk.info(path)  # the arrays stay on disk until PairStore.get needs them
+            if info is not None:
+                return None, info, []
         if rec.synthetic is not None:
             pair, problems = load_original(rec), []
         else:
             pair, problems = read_checked_pair(rec)
         if pair is None:
             return None, None, problems
-        rgb, mask = pair
-        info = PairInfo((int(rgb.shape[0]), int(rgb.shape[1])), lesion_fraction(mask))
-        arrays = preprocess_image(rgb, size), preprocess_mask(mask, size)
-        if disk is not None:
-            disk.save(rec, *arrays, info)
+        arrays, info = _preprocess(*pair, size, disk, path)
         return arrays, info, []
 
     good: list[Record] = []
     infos: list[PairInfo] = []
     slots: list[int] = []
     problems: list[Problem] = []
-    with ThreadPoolExecutor(max_workers=threads or default_threads()) as pool:
+    with ThreadPoolExecutor(max_workers=default_threads()) as pool:
         for slot, (rec, (arrays, info, bad)) in enumerate(zip(records, pool.map(work, records))):
             if progress is not None:
                 progress(slot + 1, len(records))
-            if bad or info is None:
+            if info is None:  # read_checked_pair gives no pair only with problems
                 problems.extend(bad)
                 continue
-            if memory is not None and arrays is not None:
+            if memory is not None:  # then there is no disk cache, so `work` returned the arrays
                 memory.put(slot, *arrays)
             good.append(dataclasses.replace(rec, orig_size=info.orig_size))
             infos.append(info)
             slots.append(slot)
-    return Prepared(PairStore(good, size, memory, slots, disk), infos, problems)
+    return Prepared(PairStore(good, size, slots, memory, disk), infos, problems)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from nas.data.files import write_image
+from nas.data.layouts import ISIC2017
 from nas.data.records import Record
 from nas.data.seeding import make_rng
 
@@ -166,19 +167,18 @@ def write_dataset(out: str | Path, n: int, size: int, seed: int = DEFAULT_SEED,
     from nas.data.splits import split_counts
 
     out = Path(out)
-    folders = (("train", "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth"),
-               ("val", "ISIC-2017_Validation_Data", "ISIC-2017_Validation_Part1_GroundTruth"),
-               ("test", "ISIC-2017_Test_v2_Data", "ISIC-2017_Test_v2_Part1_GroundTruth"))
     counts, start = {}, 0
-    for (name, img_dir, mask_dir), count in zip(folders, split_counts(n, fractions)):
-        counts[name] = count
+    for subset, count in zip(ISIC2017.subsets, split_counts(n, fractions)):  # train, val, test
+        counts[subset.subset] = count
         if count == 0:
             continue
-        (out / img_dir).mkdir(parents=True, exist_ok=True)
-        (out / mask_dir).mkdir(parents=True, exist_ok=True)
+        img_dir, mask_dir = out / subset.image_dirs[0], out / subset.mask_dirs[0]
+        img_dir.mkdir(parents=True, exist_ok=True)
+        mask_dir.mkdir(parents=True, exist_ok=True)
         for i in range(start, start + count):
             rgb, mask = generate_pair(seed, i, size)
-            write_image(out / img_dir / f"ISIC_{i:07d}.jpg", rgb)
-            write_image(out / mask_dir / f"ISIC_{i:07d}_segmentation.png", mask)
+            id_ = f"ISIC_{i:07d}"
+            write_image(img_dir / f"{id_}.jpg", rgb)
+            write_image(mask_dir / ISIC2017.mask_example.format(id=id_), mask)
         start += count
     return counts

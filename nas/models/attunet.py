@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from nas.models.blocks import DoubleConv
 from nas.models.registry import register_model
-from nas.models.unet import UNetSkeleton
+from nas.models.unet import UNet
 
 
 @register_model("attunet")
-class AttUNet(UNetSkeleton):
+class AttUNet(UNet):
     """Attention U-Net (Oktay et al., MIDL 2018, arXiv:1804.03999).
 
     U-Net in which each skip feature map ``x`` is multiplied by an additive attention map
@@ -26,7 +25,4 @@ class AttUNet(UNetSkeleton):
     ``2**(depth-1)``.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64,
-                 depth: int = 5) -> None:
-        super().__init__(in_channels, out_channels, width, depth, block=DoubleConv,
-                         attention=True, min_width=2)
+    skip_attention, min_width = True, 2  # gates with F_int = width / 2, so width >= 2

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from nas.backbone import UNetBackbone, parse_cell_name
 from nas.cell import CellInput, accept_legacy_input_keys
-from nas.genotype import CellGenotype, Genotype, load_genotype
+from nas.genotype import CellGenotype, Edge, Genotype, load_genotype
 from nas.models.checks import check_float, check_input, check_int
 from nas.models.registry import register_model
 from nas.ops import build_op
@@ -60,6 +60,7 @@ class GenotypeCell(nn.Module):
         node_width: channels of every node.
         down: decoder level − encoder level (negative: upsampling), as in :class:`~nas.cell.CellInput`.
         resample_down: ``maxpool`` or ``bilinear``.
+        live: ``cell.live()`` when the caller has already computed it.
 
     Shapes: ``[B, c_in, H, W]`` → ``[B, out_channels, *size]``, ``out_channels`` =
     ``node_width`` × (number of non-empty blocks).
@@ -68,19 +69,20 @@ class GenotypeCell(nn.Module):
     projection BatchNorm.
     """
 
-    def __init__(self, cell: CellGenotype, c_in: int, node_width: int, down: int, resample_down: str) -> None:
+    def __init__(self, cell: CellGenotype, c_in: int, node_width: int, down: int, resample_down: str,
+                 live: Optional[tuple[list[Edge], list[int], list[int]]] = None) -> None:
         super().__init__()
-        edges, ssb_nodes, csb_nodes = cell.live()
+        edges, ssb_nodes, csb_nodes = cell.live() if live is None else live
         if not ssb_nodes and not csb_nodes:
             raise ValueError("cell has no kept output block; leave it out of the network")
-        self.node_width = node_width
         self.node0 = CellInput(c_in, node_width, down, resample_down, affine=True)
         self.ops = nn.ModuleList(build_op(e.op, node_width, node_width, affine=True) for e in edges)
-        self._edges = [(e.to, e.from_) for e in edges]
-        self._nodes = sorted({e.to for e in edges})
+        self._sources = [e.from_ for e in edges]
+        # (node, indices of its edges), nodes in increasing order, each node's edges in genotype order
+        self._node_edges = [(node, [i for i, e in enumerate(edges) if e.to == node])
+                            for node in sorted({e.to for e in edges})]
         weights = torch.zeros(len(edges))
-        for node in self._nodes:
-            idx = [i for i, e in enumerate(edges) if e.to == node]
+        for _, idx in self._node_edges:
             weights[idx] = _normalised([edges[i].weight for i in idx])
         self.register_buffer("edge_weights", weights)
         self.ssb_nodes, self.csb_nodes = ssb_nodes, csb_nodes
@@ -93,9 +95,8 @@ class GenotypeCell(nn.Module):
 
     def forward(self, x: Tensor, size: Optional[tuple[int, int]] = None) -> Tensor:
         states = {0: self.node0(x, size)}
-        for node in self._nodes:
-            terms = [self.edge_weights[i] * op(states[src])
-                     for i, ((to, src), op) in enumerate(zip(self._edges, self.ops)) if to == node]
+        for node, idx in self._node_edges:
+            terms = [self.edge_weights[i] * self.ops[i](states[self._sources[i]]) for i in idx]
             states[node] = sum(terms[1:], terms[0])
         parts = []
         if self.ssb_nodes:
@@ -133,8 +134,9 @@ class GenotypeNet(UNetBackbone):
             cells: dict[str, nn.Module] = {}
             for name, cell in genotype.cells.items():
                 enc, dec = parse_cell_name(name)
-                if any(cell.live()[1:]):
-                    cells[name] = GenotypeCell(cell, widths[enc - 1], c, dec - enc, bb.resample_down)
+                live = cell.live()
+                if any(live[1:]):
+                    cells[name] = GenotypeCell(cell, widths[enc - 1], c, dec - enc, bb.resample_down, live)
             return cells
 
         super().__init__(bb.in_channels, [scaled(w, m) for w in bb.widths], out, build_cells)
@@ -160,7 +162,7 @@ class GenotypeNet(UNetBackbone):
 
 def _as_genotype(value: GenotypeLike) -> Genotype:
     if isinstance(value, Genotype):
-        value.validate()
+        value.validate()  # a no-op for a genotype loaded or validated before and not changed since
         return value
     if isinstance(value, Mapping):
         return Genotype.from_dict(value)

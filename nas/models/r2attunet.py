@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from functools import partial
-
-from nas.models.blocks import RRCNNBlock
-from nas.models.checks import check_int
+from nas.models.r2unet import R2UNet
 from nas.models.registry import register_model
-from nas.models.unet import UNetSkeleton
 
 
 @register_model("r2attunet")
-class R2AttUNet(UNetSkeleton):
+class R2AttUNet(R2UNet):
     """R2AttU-Net (R2U-Net of Alom et al., 2018 + attention gates of Oktay et al., 2018).
 
     RRCNN level blocks as in `R2UNet` and an attention gate on every skip as in `AttUNet` (the
@@ -29,8 +25,4 @@ class R2AttUNet(UNetSkeleton):
     ``2**(depth-1)``.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64,
-                 depth: int = 5, t: int = 2) -> None:
-        check_int(self.registry_name, "t", t, 1)
-        super().__init__(in_channels, out_channels, width, depth,
-                         block=partial(RRCNNBlock, t=t), attention=True, min_width=2)
+    skip_attention, min_width = True, 2  # gates with F_int = width / 2, so width >= 2

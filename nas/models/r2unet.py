@@ -31,8 +31,11 @@ class R2UNet(UNetSkeleton):
     ``2**(depth-1)``.
     """
 
+    # UNetSkeleton's `attention` and `min_width`, set per class: R2AttUNet is this class with gates.
+    skip_attention, min_width = False, 1
+
     def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64,
                  depth: int = 5, t: int = 2) -> None:
         check_int(self.registry_name, "t", t, 1)
-        super().__init__(in_channels, out_channels, width, depth,
-                         block=partial(RRCNNBlock, t=t), attention=False)
+        super().__init__(in_channels, out_channels, width, depth, block=partial(RRCNNBlock, t=t),
+                         attention=self.skip_attention, min_width=self.min_width)

@@ -85,6 +85,10 @@ class UNet(UNetSkeleton):
     ``2**(depth-1)`` (16 at the default depth).
     """
 
+    # UNetSkeleton's `attention` and `min_width`, set per class: AttUNet is this class with gates.
+    skip_attention, min_width = False, 1
+
     def __init__(self, in_channels: int = 3, out_channels: int = 1, width: int = 64,
                  depth: int = 5) -> None:
-        super().__init__(in_channels, out_channels, width, depth, block=DoubleConv, attention=False)
+        super().__init__(in_channels, out_channels, width, depth, block=DoubleConv,
+                         attention=self.skip_attention, min_width=self.min_width)

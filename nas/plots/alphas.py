@@ -286,7 +286,7 @@ def plot_alphas(run_dir: str | Path, cells: Optional[Sequence[str]] = None, kind
     log = read_alphas(run_dir)
     selected = _selected_cells(log, cells, run_dir)
     lam = read_lambda(run_dir)
-    out = plots_dir(run_dir, Path(out_dir) if out_dir else None)
+    out = plots_dir(run_dir, out_dir)
     prefix = "alphas" if kind == "weights" else "alphas_raw"
     written = [save_figure(build_cell_figure(c, log[c], kind, lam), out / f"{prefix}_{c}.{fmt}") for c in selected]
     written.append(save_figure(build_overview_figure(log, selected), out / f"alphas_overview.{fmt}"))

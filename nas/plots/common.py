@@ -159,6 +159,6 @@ def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def plots_dir(run_dir: Path, out_dir: Optional[Path]) -> Path:
-    """Where a plot of `run_dir` goes: `out_dir` if given, else `run_dir/plots/`."""
-    return Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
+def plots_dir(run_dir: str | Path, out_dir: Optional[str | Path]) -> Path:
+    """Where a plot of `run_dir` goes: `out_dir` if given (None or "" = not given), else `run_dir/plots/`."""
+    return Path(out_dir) if out_dir else Path(run_dir) / "plots"

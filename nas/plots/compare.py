@@ -7,17 +7,14 @@ numbers. One colour per model, the same in every panel.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib.ticker import FuncFormatter
 
 from nas.plots.common import new_figure, panel_axes, save_figure
-
-if TYPE_CHECKING:  # pragma: no cover
-    from nas.report import CompareTable
+from nas.report import METRICS, CompareTable  # nas.report imports this module lazily: no cycle
 
 SCATTER_METRICS = ("dice", "jaccard")
-BAR_METRICS = ("dice", "jaccard", "jaccard_t", "accuracy", "sensitivity", "specificity")
+BAR_METRICS = METRICS
 
 
 def _columns(table: CompareTable) -> dict:

@@ -163,4 +163,4 @@ def plot_curves(run_dir: str | Path, out_dir: Optional[str | Path] = None, fmt: 
     rows = read_metrics(run_dir)
     name = f"{run_dir.parent.name}/{run_dir.name}" if run_dir.parent.name else run_dir.name
     fig = build_curves_figure(rows, f"Training curves: {name}")
-    return [save_figure(fig, plots_dir(run_dir, Path(out_dir) if out_dir else None) / f"curves.{fmt}")]
+    return [save_figure(fig, plots_dir(run_dir, out_dir) / f"curves.{fmt}")]

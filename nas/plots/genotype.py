@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
-from nas.plots.common import (cell_sort_key, check_format, new_figure, op_color, op_short, panel_axes, require_file,
-                              save_figure, sort_ops)
+from nas.plots.common import (cell_sort_key, check_format, new_figure, op_color, op_short, panel_axes, plots_dir,
+                              require_file, save_figure, sort_ops)
 
 _CELL_NAME = re.compile(r"^skip_(\d+)_(\d+)$")
 
@@ -186,7 +186,8 @@ def build_network_figure(genotype: dict[str, Any], title: str) -> Figure:
     """Encoder (left, level 1 on top) → bottleneck → decoder (right); kept skips as lines."""
     backbone = genotype.get("backbone") or {}
     widths = list(backbone.get("widths") or [])
-    cells = {name: c for name, c in (genotype.get("cells") or {}).items() if name in set(kept_cells(genotype))}
+    kept = set(kept_cells(genotype))
+    cells = {name: c for name, c in (genotype.get("cells") or {}).items() if name in kept}
     levels = [(int(m.group(1)), int(m.group(2)), name) for name in cells if (m := _CELL_NAME.match(name))]
     depth = max([len(widths), *(max(e, d) + 1 for e, d, _ in levels), 2])
     fig = new_figure(10.0, 1.3 * depth + 1.6)
@@ -240,7 +241,7 @@ def plot_genotype(genotype_path: str | Path, out_dir: Optional[str | Path] = Non
     check_format(fmt)
     path = Path(genotype_path)
     genotype = load_genotype_dict(path)
-    out = Path(out_dir) if out_dir else path.parent / "plots"
+    out = plots_dir(path.parent, out_dir)
     source = genotype.get("source") or {}
     what = f"{genotype.get('search_space', 'genotype')} ({path.name}" + \
            (f", policy {source['policy']} k={source.get('k')}" if source.get("policy") else "") + ")"

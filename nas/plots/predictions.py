@@ -142,4 +142,4 @@ def plot_predictions(run_dir: str | Path, n: int = 4, out_dir: Optional[str | Pa
                         "pred": _resolve(run_dir, by_id[image_id]["pred_path"], index)}
              for _, image_id, _ in cases}
     fig = build_predictions_figure(run_dir, cases, paths)
-    return [save_figure(fig, plots_dir(run_dir, Path(out_dir) if out_dir else None) / f"predictions.{fmt}")]
+    return [save_figure(fig, plots_dir(run_dir, out_dir) / f"predictions.{fmt}")]

@@ -1,8 +1,9 @@
 """The plots every training command leaves in `run_dir/plots/` when it finishes.
 
-Called at the end of `nas search` / `nas retrain` / `nas evaluate`: a plotting problem must
-never turn a finished run into a failed command, so each plot is tried on its own and a failure
-becomes a warning that says which plot and why.
+Called at the end of `nas search` / `nas retrain` (`nas evaluate` draws its predictions figure
+itself, see `nas.predict`): a plotting problem must never turn a finished run into a failed
+command, so each plot is tried on its own and a failure becomes a warning that says which plot
+and why.
 """
 
 from __future__ import annotations
@@ -16,20 +17,17 @@ from nas.plots.curves import plot_curves
 from nas.plots.genotype import plot_genotype
 from nas.plots.predictions import plot_predictions
 
-KINDS = ("search", "retrain", "evaluate")
+KINDS = ("search", "retrain")
 
 
 def _plans(run_dir: Path, kind: str) -> list[tuple[str, Callable[[], list[Path]]]]:
     """(name, thunk) for each plot that makes sense for this kind of run and these files."""
-    plots = run_dir / "plots"
-    plans: list[tuple[str, Callable[[], list[Path]]]] = []
-    if kind in ("search", "retrain"):
-        plans.append(("curves", lambda: plot_curves(run_dir)))
+    plans: list[tuple[str, Callable[[], list[Path]]]] = [("curves", lambda: plot_curves(run_dir))]
     if kind == "search":
         plans.append(("alphas", lambda: plot_alphas(run_dir)))
-    if kind in ("retrain", "evaluate") and (run_dir / "genotype.yaml").is_file():
-        plans.append(("genotype", lambda: plot_genotype(run_dir / "genotype.yaml", plots)))
-    if kind in ("retrain", "evaluate") and (run_dir / "predictions" / "index.csv").is_file():
+    if kind == "retrain" and (run_dir / "genotype.yaml").is_file():
+        plans.append(("genotype", lambda: plot_genotype(run_dir / "genotype.yaml")))
+    if kind == "retrain" and (run_dir / "predictions" / "index.csv").is_file():
         plans.append(("predictions", lambda: plot_predictions(run_dir)))
     return plans
 
