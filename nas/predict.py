@@ -22,8 +22,7 @@ from nas.loop import checkpoint_path, load_checkpoint
 from nas.runs import atomic_write_bytes, atomic_write_text, write_json
 from nas.runtime import setup_runtime
 from nas.session import read_run_config
-from nas.losses import build_loss
-from nas.train import build_from_spec, write_per_image
+from nas.train import build_from_spec, retrain_loss, write_per_image
 
 ISIC_LAYOUTS = {"isic2016", "isic2017", "isic2018", "ham10000", "synthetic"}
 
@@ -150,7 +149,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
                 ok, buf = cv2.imencode(".jpg", overlay(rgb, mask, gt))
                 atomic_write_bytes(save_predictions / "overlays" / f"{rec.id}.jpg", buf.tobytes())
 
-    result = evaluate_loader(net, loader, rt, build_loss(cfg.train.loss), on_batch=on_batch)
+    result = evaluate_loader(net, loader, rt, retrain_loss(cfg), on_batch=on_batch)
     out_dir = Path(out_dir) if out_dir else run_dir / f"evaluation-{name}"
     write_per_image(out_dir / "per_image.csv", dataset.ids, result)
     if save_predictions is not None:

@@ -14,6 +14,7 @@ import torch
 from nas.cli import main
 from nas.config import load_config
 from nas.loop import Trainer
+from nas.predict import evaluate_run
 from nas.train import retrain
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2017-sample"
@@ -83,6 +84,14 @@ def test_genotype_pipeline_search_discretize_retrain(tmp_path, tiny_overrides):
     assert main(args) == 0
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["genotype"] == str(genotype) and summary["params"] > 0
+
+
+def test_evaluate_scores_with_the_retrain_loss(tmp_path, tiny_overrides):
+    """`nas evaluate` reports the loss retrain trained with: `retrain.loss` and `train.bce_pos_weight`."""
+    cfg = _unet(tiny_overrides, "train.epochs=1", "train.loss=dice", "retrain.loss=bce", "train.bce_pos_weight=5")
+    summary = retrain(cfg, tmp_path / "r")
+    evaluated = evaluate_run(tmp_path / "r", out_dir=tmp_path / "ev")
+    assert evaluated["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
 
 
 def test_retrain_config_errors_are_one_line(tmp_path, capsys, tiny_overrides):
