@@ -42,7 +42,7 @@ from torch import Tensor
 
 from nas.cell import gate, node_softmax
 from nas.errors import UserError
-from nas.genotype import Backbone, Block, CellGenotype, Edge, Genotype, prune_cell
+from nas.genotype import Backbone, Block, CellGenotype, Edge, Genotype, prune_cell, round_weight
 from nas.search_space import SearchSpace, load_search_space
 from nas.supernet import cell_name
 
@@ -190,6 +190,46 @@ def discretize(alpha_state: Mapping[str, Mapping[str, Tensor]], space: SearchSpa
         cells[name] = discretize_cell(weights, space, policy, k, threshold, name)
     return Genotype(search_space=space.name, backbone=Backbone.from_space(space),
                     source={**dict(source or {}), **settings}, cells=cells)
+
+
+def random_alpha_state(space: SearchSpace, seed: int) -> AlphaState:
+    """α drawn i.i.d. from N(0, 1) for every group of every cell, reproducibly from ``seed``.
+
+    Ranking random α picks, per node, a uniformly random set of (input, op) pairs and, per
+    block, a random subset of nodes: the null model a search must beat.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    n, n_ops = space.nodes, len(space.ops)
+    state: AlphaState = {}
+    for enc, dec in space.skips:
+        groups = {f"node{i}": torch.randn(i, n_ops, generator=gen, dtype=torch.float64) for i in range(1, n + 1)}
+        groups["ssb"] = torch.randn(n, generator=gen, dtype=torch.float64)
+        groups["csb"] = torch.randn(n, generator=gen, dtype=torch.float64)
+        state[cell_name(enc, dec)] = groups
+    return state
+
+
+def random_genotype(space: SearchSpace, seed: int, policy: str = "thesis", k: int = 3,
+                    threshold: float = 0.9) -> Genotype:
+    """A random genotype of ``space`` under the same policy, k and threshold as a search's.
+
+    The control a searched genotype is compared with: α of every group are drawn from
+    :func:`random_alpha_state` and discretized by the very same :func:`discretize`, so the
+    sample has the structure (pairs per node, block rules, pruning) a search result would have.
+    Only the structure is random: the kept weights are those of all-equal α (uniform node and
+    SSB weights, CSB gates at their neutral value), so a random control never gets arbitrary
+    fixed edge or gate scales that a searched genotype would not have.
+    """
+    genotype = discretize(random_alpha_state(space, seed), space, policy, k, threshold,
+                          source={"random": True, "seed": int(seed)})
+    n_ops = len(space.ops)
+    neutral_csb = float(gate(torch.zeros(space.nodes, dtype=torch.float64), space.csb_gating)[0])
+    for cell in genotype.cells.values():
+        for edge in cell.edges:
+            edge.weight = round_weight(1.0 / (edge.to * n_ops))
+        cell.ssb.weights = [round_weight(1.0 / len(cell.ssb.nodes))] * len(cell.ssb.nodes)
+        cell.csb.weights = [round_weight(neutral_csb)] * len(cell.csb.nodes)
+    return genotype
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -363,5 +403,7 @@ __all__ = [
     "discretize_cell",
     "discretize_run",
     "load_run_alphas",
+    "random_alpha_state",
+    "random_genotype",
     "run_search_space",
 ]

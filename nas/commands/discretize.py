@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "pairs and per SSB/CSB the nodes at or above the block mean, prunes nodes "
                                    "that reach no output, prints what was kept and writes RUN_DIR/genotype.yaml. "
                                    "Defaults come from the run's config (discretize.*), else thesis, k=3.")
-    p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run folder written by `nas search`")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path, nargs="?", default=None,
+                   help="a run folder written by `nas search` (optional with --random --space)")
     p.add_argument("--policy", choices=["thesis", "darts", "threshold"], default=None,
                    help="thesis: top-k (input, op) pairs per node (node-level softmax); darts: top-2 "
                         "edges per node, best op each; threshold: fewest pairs over a share of the mass")
@@ -31,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="share of a node's non-zero mass kept by the threshold policy (default 0.9)")
     p.add_argument("--from-epoch", type=int, default=None, metavar="E",
                    help="use α at the end of epoch E (from alphas.csv) instead of the last checkpoint")
+    p.add_argument("--random", action="store_true",
+                   help="sample a random genotype (the control a search must beat) of RUN_DIR's search "
+                        "space, or of --space, with the same policy and k instead of reading α")
+    p.add_argument("--seed", type=int, default=0, help="with --random: the sample's seed (default 0)")
+    p.add_argument("--space", default=None, metavar="NAME|FILE",
+                   help="with --random and no RUN_DIR: search-space name or file")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="where to write the genotype (default RUN_DIR/genotype.yaml)")
     p.set_defaults(func=run)
@@ -39,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """Command line, else the run's config.yaml `discretize:` section, else the defaults."""
     saved: dict[str, Any] = {}
-    config = args.run_dir / "config.yaml"
-    if config.is_file():
+    config = args.run_dir / "config.yaml" if args.run_dir is not None else None
+    if config is not None and config.is_file():
         try:
             saved = (yaml.safe_load(config.read_text()) or {}).get("discretize") or {}
         except (yaml.YAMLError, AttributeError):
@@ -55,17 +62,38 @@ def run(args: argparse.Namespace) -> int:
     from nas.errors import UserError
     from nas.genotype import save_genotype
 
-    if not args.run_dir.is_dir():
+    if args.run_dir is None and not (args.random and args.space):
+        raise UserError("give a RUN_DIR (or --random --space NAME for a random genotype of a search space)")
+    if args.run_dir is not None and not args.run_dir.is_dir():
         raise UserError(f"{args.run_dir}: run folder not found")
+    if args.output is None and args.run_dir is None:
+        raise UserError("--random --space needs -o FILE (where to write the genotype)")
     s = _settings(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiscretizeWarning)  # the table shows the notes instead
-        genotype = discretize_run(args.run_dir, s["policy"], s["k"], s["threshold"], epoch=args.from_epoch)
-    out = args.output or args.run_dir / "genotype.yaml"
+        if args.random:
+            genotype = _random(args, s)
+        else:
+            genotype = discretize_run(args.run_dir, s["policy"], s["k"], s["threshold"], epoch=args.from_epoch)
+    default_name = f"genotype-random{args.seed}.yaml" if args.random else "genotype.yaml"
+    out = args.output or args.run_dir / default_name
     save_genotype(genotype, out)
     print_genotype(genotype)
     print(f"wrote {out}")
     return 0
+
+
+def _random(args: argparse.Namespace, s: dict[str, Any]) -> Any:
+    """A random genotype of the run's (or --space's) search space with the run's policy and k."""
+    from nas.discretize import check_policy, random_genotype, run_search_space
+    from nas.errors import UserError
+    from nas.search_space import load_search_space
+
+    if args.from_epoch is not None:
+        raise UserError("--random reads no α: drop --from-epoch")
+    check_policy(s["policy"], s["k"], s["threshold"])
+    space = load_search_space(args.space) if args.space else run_search_space(args.run_dir)
+    return random_genotype(space, args.seed, s["policy"], s["k"], s["threshold"])
 
 
 def print_genotype(genotype: Any) -> None:
