@@ -9,7 +9,20 @@ batches and optimizers, so it can be tested and benchmarked on its own.
   ``w' = w − ξ(m + ∇_w L_train + wd·w)`` minus ``ξ`` times a central finite-difference
   Hessian-vector product, as in ``quark0/darts`` ``architect.py`` but in place (no model copy)
   and without globals.
-- β-decay (Ye et al., CVPR 2022): ``L_β = mean_g logsumexp(α_g)`` over the softmax groups.
+- β-decay (Ye et al., CVPR 2022): ``L_β = mean_g logsumexp(α_g)`` over the softmax groups,
+  applied in one of :data:`BETA_MODES`:
+
+  * ``gradient`` (the thesis): ``λ·∇L_β`` is added to the α gradient and goes through the α
+    optimiser. ``∇L_β = softmax(α_g)/G`` is mostly the same for every α of a group, a shift the
+    softmax ignores, and an Adam-type optimiser normalises each coordinate, so that shift turns
+    into equal steps that can drown the validation signal.
+  * ``centred``: only the part of ``λ·∇L_β`` that changes the softmax, ``λ·(softmax − 1/n)/G``,
+    is added (shift-invariant); it still goes through the optimiser's normalisation.
+  * ``decoupled``: after the optimiser's step on ``∇L_val``, every group moves by
+    ``−lr·λ·(n·softmax(α_g) − 1)`` (as AdamW decouples weight decay): near uniform this is
+    ``−lr·λ·(α − mean α)``, a pull towards the group mean of a size that does not depend on the
+    scale of the validation gradient, so an α whose gradient keeps its sign settles about
+    ``1/λ`` from its group's mean and one whose gradient is noise stays near it.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 #: A zero-argument factory of a fresh context: :meth:`nas.runtime.Runtime.autocast`, or
 #: ``lambda: torch.autocast("cuda", torch.bfloat16)``.
 AutocastFactory = Callable[[], ContextManager]
+#: How β-decay enters the α update (see the module docstring).
+BETA_MODES = ("gradient", "centred", "decoupled")
 
 
 def _enter(autocast: AutocastFactory | None) -> ContextManager:
@@ -93,6 +108,7 @@ class Architect:
         include_blocks: whether SSB/CSB softmax groups enter β-decay.
         autocast: optional autocast for the forwards: a zero-argument context factory.
         hvp_r: finite-difference step of the Hessian-vector product, ``ε = hvp_r / ‖v‖``.
+        beta_mode: how β-decay enters the α update, one of :data:`BETA_MODES`.
         grad_hook: called with the α parameters once their ``.grad`` is written and before
             the optimizer steps. Nothing here averages α gradients across ranks: a distributed
             run passes a hook that does (:mod:`nas.search` passes
@@ -113,9 +129,12 @@ class Architect:
         autocast: AutocastFactory | None = None,
         hvp_r: float = 1e-2,
         grad_hook: Callable[[list[nn.Parameter]], None] | None = None,
+        beta_mode: str = "gradient",
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
+        if beta_mode not in BETA_MODES:
+            raise ValueError(f"beta_mode must be one of {', '.join(BETA_MODES)}, got {beta_mode!r}")
         self.model = model
         self.arch_params: list[nn.Parameter] = list(model.arch_parameters())
         self.weight_params: list[nn.Parameter] = list(model.weight_parameters())
@@ -130,6 +149,8 @@ class Architect:
         self.autocast = autocast
         self.hvp_r = hvp_r
         self.grad_hook = grad_hook
+        self.beta_mode = beta_mode
+        self._beta_ids = {id(g) for g in self.beta_groups}
 
     # ------------------------------------------------------------------ public
 
@@ -152,6 +173,8 @@ class Architect:
         if self.grad_hook is not None:
             self.grad_hook(params)
         self.arch_optimizer.step()
+        if lam and self.beta_mode == "decoupled":
+            self._decoupled_beta_step(lam)
         return {"arch_loss": arch_loss, "beta_loss": beta}
 
     def arch_gradients(
@@ -173,14 +196,25 @@ class Architect:
                 raise ValueError("second-order α step needs a training batch")
             grads, loss = self._unrolled_gradients(x_val, y_val, x_train, y_train, w_optimizer)
         beta = beta_decay_loss(self.beta_groups)
-        if lam:
-            for g, gb in zip(grads, torch.autograd.grad(lam * beta, arch, allow_unused=True)):
-                if gb is not None:
-                    g.add_(gb)
+        if lam and self.beta_mode != "decoupled":
+            for p, g, gb in zip(arch, grads, torch.autograd.grad(lam * beta, arch, allow_unused=True)):
+                if gb is None:
+                    continue
+                if self.beta_mode == "centred" and id(p) in self._beta_ids:
+                    gb = gb - gb.mean()  # (softmax − 1/n)/G: the shift the softmax ignores is removed
+                g.add_(gb)
         loss_value, beta_value = torch.stack([loss.detach(), beta.detach()]).tolist()  # one sync
         return grads, loss_value, beta_value
 
     # ------------------------------------------------------------------ internals
+
+    @torch.no_grad()
+    def _decoupled_beta_step(self, lam: float) -> None:
+        """``α_g ← α_g − lr·λ·(n·softmax(α_g) − 1)`` for every β-decay group (after the step)."""
+        lr = self.arch_optimizer.param_groups[0]["lr"]
+        for g in self.beta_groups:
+            w = torch.softmax(g.detach().flatten().float(), dim=0)
+            g.sub_((lr * lam * (w * w.numel() - 1.0)).view_as(g).to(g.dtype))
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
         with _enter(self.autocast):

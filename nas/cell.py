@@ -221,6 +221,8 @@ class SkipCell(nn.Module):
         resample_down: ``maxpool`` or ``bilinear`` (antialiased) for downsampling.
         ssb_gating / csb_gating: ``softmax`` or ``sigmoid`` for the two output blocks.
         affine: BatchNorm affine flag of ops and projection (False during search, as DARTS).
+        alpha_init: α start as ``alpha_init · N(0, 1)`` (DARTS: 1e-3); 0 gives all-equal α. The
+            random draw happens either way, so the weights' initialisation does not depend on it.
 
     Submodules: ``node0`` (:class:`CellInput`: resampling and projection), ``shared_ops``
     (parameter-free ops), ``mixed`` (one :class:`MixedNode` per intermediate node) and
@@ -229,7 +231,7 @@ class SkipCell(nn.Module):
     Shapes: ``[B, c_in, H, W]`` → ``[B, 2 * node_width, H', W']`` with ``H' = H / 2**down``
     unless ``size`` is passed to ``forward``.
 
-    α (initialised ``1e-3 · randn`` as DARTS): ``node_alphas[i-1]`` of shape ``(i, n_ops)`` for
+    α (initialised ``alpha_init · randn``): ``node_alphas[i-1]`` of shape ``(i, n_ops)`` for
     node ``i``; ``ssb_alpha`` and ``csb_alpha`` of shape ``(N,)`` over nodes 1..N.
     """
 
@@ -244,6 +246,7 @@ class SkipCell(nn.Module):
         ssb_gating: str = "softmax",
         csb_gating: str = "sigmoid",
         affine: bool = False,
+        alpha_init: float = 1e-3,
     ) -> None:
         super().__init__()
         if nodes < 1:
@@ -277,10 +280,10 @@ class SkipCell(nn.Module):
 
         n_ops = len(self.op_names)
         self.node_alphas = nn.ParameterList(
-            nn.Parameter(1e-3 * torch.randn(i, n_ops)) for i in range(1, nodes + 1)
+            nn.Parameter(alpha_init * torch.randn(i, n_ops)) for i in range(1, nodes + 1)
         )
-        self.ssb_alpha = nn.Parameter(1e-3 * torch.randn(nodes))
-        self.csb_alpha = nn.Parameter(1e-3 * torch.randn(nodes))
+        self.ssb_alpha = nn.Parameter(alpha_init * torch.randn(nodes))
+        self.csb_alpha = nn.Parameter(alpha_init * torch.randn(nodes))
         accept_legacy_input_keys(self)
 
     # ------------------------------------------------------------------ forward

@@ -126,6 +126,7 @@ class RetrainConfig:
 @dataclass
 class BetaDecayConfig:
     enabled: bool = True
+    mode: str = "gradient"
     lambda_start: float = 0.5
     lambda_step: float = 0.5
     lambda_max: float = 15.0
@@ -136,10 +137,12 @@ class BetaDecayConfig:
 class SearchConfig:
     space: str = "unet_fullscale"
     order: int = 1
+    arch_optimizer: str = "radam"
     arch_lr: float = 3e-4
     arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     arch_weight_decay: float = 0.0
     warmup_epochs: int = 0
+    alpha_init: float = 1e-3
     beta_decay: BetaDecayConfig = field(default_factory=BetaDecayConfig)
 
 
@@ -205,6 +208,8 @@ CHOICES: dict[str, list[Any]] = {
     "retrain.optimizer": ["sgd", "radam", "adam", "adamw", None],
     "retrain.loss": ["bce", "dice", "hybrid", None],
     "search.order": [1, 2],
+    "search.arch_optimizer": ["adam", "radam"],
+    "search.beta_decay.mode": ["gradient", "centred", "decoupled"],
     "discretize.policy": ["thesis", "darts", "threshold"],
     "run.distributed": ["auto", "true", "false"],
     "run.lr_scaling": ["none", "linear", "sqrt"],
@@ -237,6 +242,7 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "search.arch_lr": (0.0, None),
     "search.arch_weight_decay": (0.0, None),
     "search.warmup_epochs": (0, None),
+    "search.alpha_init": (0.0, None),
     "search.beta_decay.lambda_start": (0.0, None),
     "search.beta_decay.lambda_step": (0.0, None),
     "search.beta_decay.lambda_max": (0.0, None),
@@ -284,10 +290,13 @@ DESCRIPTIONS: dict[str, str] = {
     "train.early_stop_patience": "stop after N epochs without a better validation Dice (null = off)",
     "search.space": "search-space name (search_spaces/NAME.yaml) or path to a YAML file",
     "search.order": "1 = first-order DARTS, 2 = unrolled second-order step",
-    "search.arch_lr": "RAdam learning rate of the architecture parameters",
-    "search.arch_betas": "RAdam betas of the architecture parameters",
+    "search.arch_optimizer": "optimiser of the architecture parameters (adam, or radam as in the thesis)",
+    "search.arch_lr": "learning rate of the architecture parameters",
+    "search.arch_betas": "betas of the architecture optimiser",
     "search.warmup_epochs": "epochs with alpha frozen (weights only) before the bilevel search starts",
-    "search.beta_decay.enabled": "add lambda x mean logsumexp(alpha group) to the alpha loss (Ye et al. 2022)",
+    "search.alpha_init": "alpha start as alpha_init x N(0, 1) (0 = all equal)",
+    "search.beta_decay.enabled": "beta-decay regularisation of alpha (Ye et al. 2022), lambda x mean logsumexp(alpha group)",
+    "search.beta_decay.mode": "gradient: add its gradient to the alpha loss (thesis); centred: only the part that changes the softmax; decoupled: a step outside the optimiser's normalisation",
     "search.beta_decay.lambda_start": "lambda at epoch 1",
     "search.beta_decay.lambda_step": "lambda increase per epoch",
     "search.beta_decay.lambda_max": "lambda cap",

@@ -210,7 +210,7 @@ def random_alpha_state(space: SearchSpace, seed: int) -> AlphaState:
 
 
 def random_genotype(space: SearchSpace, seed: int, policy: str = "thesis", k: int = 3,
-                    threshold: float = 0.9) -> Genotype:
+                    threshold: float = 0.9, source: Optional[Mapping[str, Any]] = None) -> Genotype:
     """A random genotype of ``space`` under the same policy, k and threshold as a search's.
 
     The control a searched genotype is compared with: α of every group are drawn from
@@ -218,10 +218,11 @@ def random_genotype(space: SearchSpace, seed: int, policy: str = "thesis", k: in
     sample has the structure (pairs per node, block rules, pruning) a search result would have.
     Only the structure is random: the kept weights are those of all-equal α (uniform node and
     SSB weights, CSB gates at their neutral value), so a random control never gets arbitrary
-    fixed edge or gate scales that a searched genotype would not have.
+    fixed edge or gate scales that a searched genotype would not have. ``source`` (e.g. the
+    run whose space was used) is recorded before ``random: true`` and the seed.
     """
     genotype = discretize(random_alpha_state(space, seed), space, policy, k, threshold,
-                          source={"random": True, "seed": int(seed)})
+                          source={**dict(source or {}), "random": True, "seed": int(seed)})
     n_ops = len(space.ops)
     neutral_csb = float(gate(torch.zeros(space.nodes, dtype=torch.float64), space.csb_gating)[0])
     for cell in genotype.cells.values():

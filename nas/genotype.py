@@ -37,7 +37,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from nas.errors import UserError
-from nas.runs import write_yaml
+from nas.runs import write_yaml, yaml_text
 
 FORMAT = "skipnas-genotype/1"
 WEIGHT_DECIMALS = 6
@@ -215,6 +215,11 @@ class Genotype:
 def save_genotype(genotype: Genotype, path: str | os.PathLike) -> Path:
     """Write ``genotype`` as YAML (atomically: a reader never sees a half-written file)."""
     return write_yaml(path, genotype.to_dict())
+
+
+def genotype_text(genotype: Genotype) -> str:
+    """The exact text :func:`save_genotype` writes (to compare with a file on disk)."""
+    return yaml_text(genotype.to_dict())
 
 
 def load_genotype(path: str | os.PathLike) -> Genotype:
@@ -426,5 +431,6 @@ __all__ = [
     "prune_cell",
     "prune_edges",
     "round_weight",
+    "genotype_text",
     "save_genotype",
 ]

@@ -28,7 +28,8 @@ from nas.runtime import Runtime, all_reduce_sum, replicas_in_sync, rng_state, se
 
 METRICS_COLUMNS = ["epoch", "step", "phase", "loss", "arch_loss", "dice", "jaccard", "jaccard_t",
                    "accuracy", "sensitivity", "specificity", "precision", "lr", "arch_lr",
-                   "beta_lambda", "images_per_s", "time_s"]
+                   "beta_lambda", "images_per_s", "time_s",
+                   "alpha_move", "alpha_move_ratio", "top_gain", "kl_uniform", "init_agreement"]
 ALPHAS_COLUMNS = ["epoch", "step", "cell", "group", "input", "op", "alpha", "weight"]
 
 
@@ -82,6 +83,7 @@ class LoopTask(Protocol):
     def begin_epoch(self, epoch: int) -> dict[str, float]: ...
     def train_step(self, batch: Any, epoch: int) -> StepResult: ...
     def end_epoch(self, epoch: int) -> None: ...
+    def epoch_logs(self) -> dict[str, Any]: ...
     def learning_rates(self) -> dict[str, float]: ...
     def after_step(self, epoch_frac: float, step: int, last_in_epoch: bool) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
@@ -254,6 +256,7 @@ class Trainer:
         loss_sum = all_reduce_sum(loss_sum, self.rt)
         counts = gather_counts(acc, self.rt)
         train = MetricAccumulator(counts=[counts]).summary() if counts.numel() else {}
+        extra_logs = {**extra_logs, **self.task.epoch_logs()}
         train_row = {"epoch": epoch, "step": st.step, "phase": "train",
                      "loss": float(loss_sum[0] / max(loss_sum[1], 1)), **train,
                      **self.task.learning_rates(), **extra_logs,

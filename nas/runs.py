@@ -57,8 +57,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def yaml_text(obj: Any) -> str:
+    """The YAML text :func:`write_yaml` writes for ``obj``."""
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=None)
+
+
 def write_yaml(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False, default_flow_style=None))
+    return atomic_write_text(path, yaml_text(obj))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -15,6 +15,7 @@ from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer, 
 from nas.losses import build_loss
 from nas.runs import write_json
 from nas.runtime import Runtime, average_gradients
+from nas.search_signal import model_alpha_state, search_signal, signal_columns
 from nas.search_space import SearchSpace, load_search_space
 from nas.session import (build_optimizer, build_scheduler, data_loader, load_scheduler_state, place_model,
                          prepare_run)
@@ -34,19 +35,20 @@ class SearchTask:
 
     def __init__(self, cfg: Config, space: SearchSpace, data: Any, rt: Runtime, run_dir: Path) -> None:
         self.cfg, self.rt, self.data = cfg, rt, data
-        self.model = model = place_model(Supernet(space), cfg, rt)
+        self.space = space
+        self.model = model = place_model(Supernet(space, alpha_init=cfg.search.alpha_init), cfg, rt)
+        self.alpha_init = model_alpha_state(model)  # for the search signal; restored on resume
         self._average = lambda params: average_gradients(params, rt)
         self.loss_fn = build_loss(cfg.train.loss, cfg.train.bce_pos_weight)
         self.w_opt = build_optimizer(cfg.train, model.weight_parameters(), rt, cfg.run.lr_scaling)
         self.w_sched = build_scheduler(cfg.train, self.w_opt, cfg.train.epochs)
-        self.a_opt = torch.optim.RAdam(model.arch_parameters(), lr=cfg.search.arch_lr,
-                                       betas=tuple(cfg.search.arch_betas),
-                                       weight_decay=cfg.search.arch_weight_decay)
+        self.a_opt = build_arch_optimizer(cfg, model.arch_parameters())
         self.architect = Architect(model, self.loss_fn, self.a_opt, order=cfg.search.order,
                                    w_lr=cfg.train.lr, w_momentum=cfg.train.momentum,
                                    w_weight_decay=cfg.train.weight_decay,
                                    include_blocks=cfg.search.beta_decay.include_blocks,
-                                   autocast=rt.autocast, grad_hook=self._average)
+                                   autocast=rt.autocast, grad_hook=self._average,
+                                   beta_mode=cfg.search.beta_decay.mode)
         self.w_loader, self.w_sampler = data_loader(data.w_half, cfg, rt, cfg.train.batch_size, train=True)
         self.a_loader, self.a_sampler = data_loader(data.a_half, cfg, rt, cfg.train.batch_size, train=True,
                                                     seed_offset=1)
@@ -87,6 +89,14 @@ class SearchTask:
     def end_epoch(self, epoch: int) -> None:
         self.w_sched.step()
 
+    def signal(self) -> dict[str, Any]:
+        """The search signal (:mod:`nas.search_signal`) of the current α."""
+        d = self.cfg.discretize
+        return search_signal(self.alpha_init, model_alpha_state(self.model), self.space, d.policy, d.k, d.threshold)
+
+    def epoch_logs(self) -> dict[str, Any]:
+        return signal_columns(self.signal())
+
     def learning_rates(self) -> dict[str, float]:
         return {"lr": self.w_opt.param_groups[0]["lr"], "arch_lr": self.a_opt.param_groups[0]["lr"]}
 
@@ -97,12 +107,25 @@ class SearchTask:
 
     def state_dict(self) -> dict[str, Any]:
         return {"w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
-                "w_sched": self.w_sched.state_dict()}
+                "w_sched": self.w_sched.state_dict(), "alpha_init": self.alpha_init}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
         load_scheduler_state(self.w_sched, state["w_sched"], self.cfg.train.epochs)
+        # Checkpoints written before the signal existed lack it: measure from the resume point.
+        self.alpha_init = state.get("alpha_init") or model_alpha_state(self.model)
+
+    def log_initial_alphas(self) -> None:
+        """α before the first step as rows of epoch 0, step 0 in ``alphas.csv``."""
+        self.alphas.write({"epoch": 0.0, "step": 0, **r} for r in self.model.alpha_rows())
+
+
+def build_arch_optimizer(cfg: Config, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The α optimiser of ``search.arch_optimizer`` (Adam, or RAdam as the thesis)."""
+    sc = cfg.search
+    cls = torch.optim.RAdam if sc.arch_optimizer == "radam" else torch.optim.Adam
+    return cls(list(params), lr=sc.arch_lr, betas=tuple(sc.arch_betas), weight_decay=sc.arch_weight_decay)
 
 
 def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
@@ -122,6 +145,8 @@ def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
     if resume:
         trainer.resume(checkpoint_path(run.dir))
         task.alphas.truncate_after(trainer.state.step)
+    else:
+        task.log_initial_alphas()
     state = trainer.fit()
     if rt.is_main:
         write_json(run.dir / "summary.json", {
@@ -131,6 +156,7 @@ def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
             "train_time_s": round(state.train_time_s, 2), "epochs": state.epoch,
             "best_epoch": state.best_epoch, "best_val_dice": state.best_dice,
             "data": run.data_summary, "seed": cfg.run.seed,
+            "signal": task.signal(),
         })
         run.standard_plots("search")
     run.close()

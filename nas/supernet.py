@@ -26,10 +26,12 @@ class Supernet(UNetBackbone):
     skip of the space; α live in the cells.
 
     ``channels_last``: run the network internally in NHWC; ``None`` (default) means on CPU
-    only (see :class:`nas.backbone.UNetBackbone`).
+    only (see :class:`nas.backbone.UNetBackbone`). ``alpha_init``: α start as
+    ``alpha_init · N(0, 1)`` (see :class:`nas.cell.SkipCell`).
     """
 
-    def __init__(self, space: SearchSpace | str, channels_last: bool | None = None) -> None:
+    def __init__(self, space: SearchSpace | str, channels_last: bool | None = None,
+                 alpha_init: float = 1e-3) -> None:
         if not isinstance(space, SearchSpace):
             space = load_search_space(space)
 
@@ -44,6 +46,7 @@ class Supernet(UNetBackbone):
                     resample_down=space.resample_down,
                     ssb_gating=space.ssb_gating,
                     csb_gating=space.csb_gating,
+                    alpha_init=alpha_init,
                 )
                 for e, d in sorted(space.skips, key=lambda s: (-s[1], s[0]))
             }

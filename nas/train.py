@@ -111,6 +111,9 @@ class RetrainTask:
     def end_epoch(self, epoch: int) -> None:
         self.sched.step()
 
+    def epoch_logs(self) -> dict[str, Any]:
+        return {}
+
     def learning_rates(self) -> dict[str, float]:
         return {"lr": self.opt.param_groups[0]["lr"]}
 

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="with --random: the sample's seed (default 0)")
     p.add_argument("--space", default=None, metavar="NAME|FILE",
                    help="with --random and no RUN_DIR: search-space name or file")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing genotype file that differs from this result (e.g. hand-edited)")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="where to write the genotype (default RUN_DIR/genotype.yaml)")
     p.set_defaults(func=run)
@@ -58,9 +60,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.discretize import DiscretizeWarning, discretize_run
+    from nas.discretize import DiscretizeWarning, discretize, load_run_alphas
     from nas.errors import UserError
     from nas.genotype import save_genotype
+    from nas.search_signal import run_signal
 
     if args.run_dir is None and not (args.random and args.space):
         raise UserError("give a RUN_DIR (or --random --space NAME for a random genotype of a search space)")
@@ -69,18 +72,88 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None and args.run_dir is None:
         raise UserError("--random --space needs -o FILE (where to write the genotype)")
     s = _settings(args)
+    signal = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiscretizeWarning)  # the table shows the notes instead
         if args.random:
             genotype = _random(args, s)
         else:
-            genotype = discretize_run(args.run_dir, s["policy"], s["k"], s["threshold"], epoch=args.from_epoch)
+            found = load_run_alphas(args.run_dir, args.from_epoch)
+            genotype = discretize(found.alpha_state, found.space, s["policy"], s["k"], s["threshold"],
+                                  source=found.source())
+            signal = run_signal(found, s["policy"], s["k"], s["threshold"])
     default_name = f"genotype-random{args.seed}.yaml" if args.random else "genotype.yaml"
     out = args.output or args.run_dir / default_name
+    _refuse_overwrite(out, genotype, args.force)
     save_genotype(genotype, out)
     print_genotype(genotype)
+    if signal is not None:
+        print_signal(signal)
     print(f"wrote {out}")
     return 0
+
+
+def _refuse_overwrite(out: Path, genotype: Any, force: bool) -> None:
+    """Keep a genotype file that is not an unedited ``nas discretize`` result unless --force:
+    discretizing again must not silently undo someone's edits. A file this command wrote (same
+    text as re-discretizing with the settings in its ``source``) may be replaced."""
+    from nas.errors import UserError
+    from nas.genotype import genotype_text
+
+    if force or not out.exists():
+        return
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; -o expects a file name")
+    try:
+        text = out.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    if text is not None and text in (genotype_text(genotype), _rediscretized_text(text)):
+        return
+    raise UserError(f"{out}: exists and is not an unedited discretization (edited by hand?); "
+                    f"use --force to replace it or -o to write another file")
+
+
+def _rediscretized_text(text: str) -> Optional[str]:
+    """The text ``nas discretize`` would write today with the settings recorded in a genotype
+    file's ``source`` (None when the file is not one of its results)."""
+    import yaml
+
+    from nas.discretize import discretize_run, random_genotype, run_search_space
+    from nas.errors import UserError
+    from nas.genotype import genotype_text
+
+    try:
+        src = (yaml.safe_load(text) or {}).get("source") or {}
+        settings = {"policy": src.get("policy", "thesis"), "k": src.get("k", 3),
+                    "threshold": src.get("threshold", 0.9)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if src.get("random") and "run" in src:
+                again = random_genotype(run_search_space(src["run"]), src["seed"], **settings,
+                                        source={"run": src["run"]})
+            elif "run" in src:
+                again = discretize_run(src["run"], epoch=src.get("epoch"), **settings)
+            else:
+                return None
+        return genotype_text(again)
+    except (UserError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def print_signal(signal: dict[str, Any]) -> None:
+    """The search-signal figures (nas.search_signal) and, in plain words, what they mean."""
+    from rich.console import Console
+
+    console = Console()
+    ratio = signal["alpha_move_ratio"]
+    moved = f"{signal['alpha_move']:.3g}" + (f" ({ratio:.3g}x their initial spread)" if ratio is not None else "")
+    console.print(f"search signal ({signal['source']}): α moved {moved}; median over nodes: strongest pair "
+                  f"+{signal['top_gain']:.2%} over an equal share, KL to uniform {signal['kl_uniform']:.3g}; "
+                  f"kept pairs shared with the initial α's choice {signal['init_agreement']:.0%} "
+                  f"(chance {signal['init_chance']:.0%})", soft_wrap=True)
+    for note in signal["warnings"]:
+        console.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
 
 
 def _random(args: argparse.Namespace, s: dict[str, Any]) -> Any:
@@ -93,7 +166,8 @@ def _random(args: argparse.Namespace, s: dict[str, Any]) -> Any:
         raise UserError("--random reads no α: drop --from-epoch")
     check_policy(s["policy"], s["k"], s["threshold"])
     space = load_search_space(args.space) if args.space else run_search_space(args.run_dir)
-    return random_genotype(space, args.seed, s["policy"], s["k"], s["threshold"])
+    source = {"space": args.space} if args.space else {"run": str(args.run_dir)}
+    return random_genotype(space, args.seed, s["policy"], s["k"], s["threshold"], source=source)
 
 
 def print_genotype(genotype: Any) -> None:
