@@ -228,3 +228,82 @@ def test_cli_errors_name_the_path(tmp_path: Path, capsys) -> None:
     (tmp_path / "run").mkdir()
     assert main(["discretize", str(tmp_path / "run")]) == 2
     assert "checkpoints/last.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_random_genotypes_are_reproducible_uniform_and_neutral() -> None:
+    from nas.discretize import random_genotype
+
+    space_ = load_search_space("tiny")  # node 1 of a cell: 9 non-zero (input, op) pairs, k = 3
+    assert random_genotype(space_, 5) == random_genotype(space_, 5)
+    assert random_genotype(space_, 5) != random_genotype(space_, 6)
+    counts = {op: 0 for op in space_.ops if op != "zero"}
+    n = 300
+    for seed in range(n):
+        g = random_genotype(space_, seed, source={"space": "tiny"})
+        g.validate()
+        assert g.source == {"space": "tiny", "random": True, "seed": seed, "policy": "thesis", "k": 3}
+        for cell in g.cells.values():
+            for e in cell.edges:
+                assert e.weight == pytest.approx(1 / (e.to * len(space_.ops)), abs=1e-6)  # as all-equal α
+            assert cell.ssb.weights == [pytest.approx(1 / len(cell.ssb.nodes))] * len(cell.ssb.nodes)
+            assert set(cell.csb.weights) <= {0.5}
+        for e in g.cells["skip_1_1"].edges:
+            if e.to == 1:
+                counts[e.op] += 1
+    # each of the 9 ops of node 1 is picked with probability 3/9 per sample (binomial, 5 sigma)
+    p = 3 / 9
+    for op, c in counts.items():
+        assert abs(c - n * p) < 5 * (n * p * (1 - p)) ** 0.5, (op, c)
+
+
+def test_cli_random_genotype_of_a_run_or_a_space(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    fake_search_run(run)
+    assert main(["discretize", str(run), "--random", "--seed", "3", "--k", "2"]) == 0
+    g = load_genotype(run / "genotype-random3.yaml")
+    assert g.source == {"run": str(run), "random": True, "seed": 3, "policy": "thesis", "k": 2}
+    assert main(["discretize", "--random", "--space", "tiny", "--seed", "3", "--k", "2",
+                 "-o", str(tmp_path / "r.yaml")]) == 0
+    assert load_genotype(tmp_path / "r.yaml").cells == g.cells  # same space, seed and k: same sample
+    capsys.readouterr()
+    assert main(["discretize", "--random", "--space", "tiny"]) == 2
+    assert "needs -o FILE" in capsys.readouterr().err
+    assert main(["discretize", str(run), "--random", "--from-epoch", "1"]) == 2
+
+
+def test_cli_keeps_a_hand_edited_genotype_unless_forced(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    fake_search_run(run)
+    target = run / "genotype.yaml"
+    assert main(["discretize", str(run)]) == 0
+    assert main(["discretize", str(run), "--k", "2"]) == 0  # an unedited result may be replaced
+    assert load_genotype(target).source["k"] == 2
+    edited = target.read_text().replace("weight: 0.", "weight: 0.9", 1)
+    target.write_text(edited)
+    capsys.readouterr()
+    assert main(["discretize", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an unedited discretization" in err and "--force" in err
+    assert target.read_text() == edited  # nothing lost
+    assert main(["discretize", str(run), "--force"]) == 0
+    assert load_genotype(target).source["k"] == 3
+
+
+def test_cli_prints_the_search_signal_and_warns_when_the_initialisation_decided(tmp_path, tiny_overrides, capsys):
+    from nas.config import load_config
+    from nas.search import search
+
+    old = search(load_config(None, tiny_overrides + ["train.epochs=1", "search.arch_optimizer=radam",
+                                                     "search.arch_lr=0.0003", "search.beta_decay.mode=gradient"]),
+                 tmp_path / "old")
+    capsys.readouterr()
+    assert main(["discretize", str(old)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "search signal" in out and "kept pairs shared with the initial α's choice 100%" in out
+    assert "decided by the initialisation" in out
+
+    new = search(load_config(None, tiny_overrides + ["train.epochs=1"]), tmp_path / "new")  # shipped defaults
+    capsys.readouterr()
+    assert main(["discretize", str(new)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "search signal" in out and "decided by the initialisation" not in out

@@ -130,3 +130,24 @@ def test_end_to_end_from_tiny_supernet(tmp_path: Path, tiny_supernet_alphas) -> 
     # the retrain loop rebuilds from the dict form stored in checkpoints
     again = build_model("genotype", genotype=Genotype.from_dict(g.to_dict()), width_multiplier=2.0)
     again.load_state_dict(net.state_dict())
+
+
+def test_cell_output_matches_a_hand_computation_with_its_edges_and_weights() -> None:
+    """Edges from node 1 read node 1 (not node 0); edge, SSB and CSB weights are applied."""
+    import torch.nn.functional as F
+
+    from nas.models.genotype_net import GenotypeCell
+
+    cell = CellGenotype(
+        edges=[Edge(1, 0, "identity", 0.2), Edge(1, 0, "avg_pool_3x3", 0.6),     # node 1: 1/4, 3/4
+               Edge(2, 0, "identity", 0.1), Edge(2, 1, "max_pool_3x3", 0.3)],   # node 2: 1/4, 3/4 of pool(n1)
+        ssb=Block("softmax", [1, 2], [0.3, 0.7]), csb=Block("sigmoid", [2], [0.4]))
+    net = GenotypeCell(cell, c_in=4, node_width=4, down=0, resample_down="maxpool").eval()
+    assert net.node0.project is None  # c_in == node width: node 0 is the input itself
+    x = torch.randn(2, 4, 8, 8)
+    avg = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    n1 = 0.25 * x + 0.75 * avg
+    n2 = 0.25 * x + 0.75 * F.max_pool2d(n1, 3, stride=1, padding=1)
+    ssb = 0.3 * n1 + 0.7 * n2
+    csb = F.conv2d(0.4 * n2, net.csb_conv.weight)
+    torch.testing.assert_close(net(x), torch.cat([ssb, csb], 1))

@@ -113,3 +113,77 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_overrides,
         search(cfg, tmp_path / "nan")
     ckpt = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["loop"]["epoch"] == 1
+
+
+def _image_keys(dataset):
+    return {dataset[i][0].numpy().tobytes() for i in range(len(dataset))}
+
+
+def test_alpha_steps_see_the_alpha_half_and_weight_steps_the_weight_half(tmp_path, tiny_overrides, monkeypatch):
+    from nas import search as search_mod
+
+    seen = {"alpha": [], "weight": []}
+    original_arch_step = search_mod.Architect.step
+    original_weight_step = search_mod.weight_step
+
+    def arch_step(self, x_val, y_val, *args, **kwargs):
+        seen["alpha"].append(x_val.clone())
+        return original_arch_step(self, x_val, y_val, *args, **kwargs)
+
+    def w_step(model, loss_fn, x, *args, **kwargs):
+        seen["weight"].append(x.clone())
+        return original_weight_step(model, loss_fn, x, *args, **kwargs)
+
+    monkeypatch.setattr(search_mod.Architect, "step", arch_step)
+    monkeypatch.setattr(search_mod, "weight_step", w_step)
+    tasks = []
+    original_init = search_mod.SearchTask.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        tasks.append(self)
+
+    monkeypatch.setattr(search_mod.SearchTask, "__init__", init)
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1", "data.augment.enabled=false"])
+    search(cfg, tmp_path / "run")
+    data = tasks[0].data
+    a_keys, w_keys = _image_keys(data.a_half), _image_keys(data.w_half)
+    assert a_keys.isdisjoint(w_keys)
+    assert seen["alpha"] and seen["weight"]
+    for x in seen["alpha"]:
+        assert all(img.numpy().tobytes() in a_keys for img in x)
+    for x in seen["weight"]:
+        assert all(img.numpy().tobytes() in w_keys for img in x)
+
+
+def test_lambda_follows_the_schedule_from_the_first_epoch(tmp_path, tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=3", "search.beta_decay.lambda_start=0.25",
+                                              "search.beta_decay.lambda_step=0.5", "search.beta_decay.lambda_max=0.9"])
+    run = search(cfg, tmp_path / "run")
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    by_epoch = {int(r["epoch"]): float(r["beta_lambda"]) for r in rows if r["phase"] == "train"}
+    assert by_epoch == {1: 0.25, 2: 0.75, 3: 0.9}
+    assert {float(r["beta_lambda"]) for r in rows if r["phase"] == "step" and r["epoch"] == "2"} == {0.75}
+
+
+def test_a_default_search_moves_alpha_and_records_its_signal(tmp_path, tiny_overrides):
+    """With the shipped α settings, one short search moves α far beyond their initial spread;
+    the signal is logged per epoch and in summary.json, and α₀ is row 0 of alphas.csv."""
+    cfg = load_config(None, tiny_overrides)
+    run = search(cfg, tmp_path / "run")
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    init = ckpt["task"]["alpha_init"]
+    moved = [float((ckpt["model"][f"cells.{c}.node_alphas.{i - 1}"].double() - init[c][f"node{i}"]).abs().max())
+             for c in init for i in (1, 2)]
+    assert min(moved) > 0
+    summary = json.loads((run / "summary.json").read_text())["signal"]
+    assert summary["alpha_move_ratio"] > 3, summary  # old defaults: 0.002
+    assert summary["init_agreement"] < 0.9
+    with (run / "metrics.csv").open() as f:
+        train = [r for r in csv.DictReader(f) if r["phase"] == "train"]
+    assert [float(r["alpha_move"]) > 0 for r in train] == [True, True]
+    assert float(train[-1]["top_gain"]) == pytest.approx(summary["top_gain"])
+    with (run / "alphas.csv").open() as f:
+        first = [r for r in csv.DictReader(f) if r["step"] == "0"]
+    assert len(first) == sum(t.numel() for c in init.values() for t in c.values())

@@ -223,3 +223,26 @@ def test_decoder_levels_without_skips_use_the_lower_path_only() -> None:
 def test_supernet_accepts_space_object() -> None:
     space = SearchSpace.from_dict(load_search_space("tiny").to_dict())
     assert Supernet(space).space is space
+
+
+def test_every_cell_resamples_its_encoder_level_to_its_decoder_level() -> None:
+    """skip_e_d: max-pool by 2^(d-e) when the encoder level is finer, bilinear up when coarser,
+    the 1×1 projection at the lower resolution, as the search space says."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = Supernet("unet_fullscale").eval()
+    widths, size = net.widths, 64
+    for name, cell in net.cells.items():
+        e, d = parse_cell_name(name)
+        assert cell.node0.down == d - e, name
+        x = torch.randn(1, widths[e - 1], size >> (e - 1), size >> (e - 1))
+        out_hw = (size >> (d - 1), size >> (d - 1))
+        proj = cell.node0.project if cell.node0.project is not None else (lambda t: t)
+        if d > e:
+            want = proj(F.max_pool2d(x, 2 ** (d - e)))
+        elif d < e:
+            want = F.interpolate(proj(x), size=out_hw, mode="bilinear", align_corners=False)
+        else:
+            want = proj(x)
+        torch.testing.assert_close(cell.node0(x, out_hw), want, msg=name)

@@ -44,19 +44,21 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [s for s in sets.split(",") if s]
 
 
-def run_variant(out: Path, model: str, sets: list[str]) -> dict:
-    """Retrain once (unless `out` already holds a finished run) and return its summary."""
+def run_nas(kind: str, out: Path, start: list[str], sets: list[str]) -> dict:
+    """Run ``nas <kind>`` once into `out` (unless it already holds a finished run; an interrupted
+    one is resumed with its own config) and return its summary.json. `start` are the arguments
+    of a fresh run besides --out and the --set overrides (e.g. ``["--model", "unet"]``)."""
     summary = out / "summary.json"
     if not summary.exists():
-        command = [sys.executable, "-m", "nas", "retrain"]
+        command = [sys.executable, "-m", "nas", kind]
         if (out / "checkpoints" / "last.pt").exists():
-            command += ["--resume", str(out)]  # an interrupted run continues with its own config
+            command += ["--resume", str(out)]
         else:
-            command += ["--model", model, "--out", str(out)]
+            command += [*start, "--out", str(out)]
             command += [arg for s in sets for arg in ("--set", s)]
         done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            raise SystemExit(f"error: {out}: nas retrain failed: {done.stderr.strip().splitlines()[-1:]}")
+            raise SystemExit(f"error: {out}: nas {kind} failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(summary.read_text())
 
 
@@ -90,7 +92,7 @@ def main() -> None:
         for seed in args.seeds:
             console.print(f"{name} seed {seed} ...")
             run = args.out / f"{name}-seed{seed}"
-            results[name].append(run_variant(run, args.model, [*common, f"run.seed={seed}", *sets]))
+            results[name].append(run_nas("retrain", run, ["--model", args.model], [*common, f"run.seed={seed}", *sets]))
 
     first = variants[0][0]
     table = Table(title=f"{args.model}, {args.epochs} epochs, seeds {args.seeds}, data {args.root.name}")

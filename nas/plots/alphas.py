@@ -1,11 +1,13 @@
 """Architecture-weight plots from `alphas.csv`: how the search made up its mind, cell by cell.
 
-Three kinds of figure:
+Four kinds of figure:
 - one per skip cell: a panel for SSB, CSB and every node group, each (input, op) weight over
   training (x = fractional epoch), colour = op (fixed across figures), line style = input,
   and the β-decay λ (from `metrics.csv`, when there) on a secondary axis;
 - an overview heatmap of the final node weights (cells × ops);
-- the parameter-free share per cell over time, the usual symptom of DARTS collapse.
+- the parameter-free share per cell over time, the usual symptom of DARTS collapse;
+- the search signal per epoch (from `metrics.csv`, see :mod:`nas.search_signal`): how far α
+  moved, how far the nodes are from uniform, and how much of the genotype the initial α decide.
 
 Everything is derived from the long-format CSV alone, so any number of cells, nodes or ops
 (including user-registered ones) works, as does a run that is still writing the file.
@@ -271,9 +273,65 @@ def build_parameter_free_figure(log: AlphaLog, cells: list[str]) -> Figure:
     return fig
 
 
+SIGNAL_PANELS = (
+    ("alpha_move_ratio", "α moved / initial spread", "log"),
+    ("top_gain", "strongest pair over equal share (median node)", "linear"),
+    ("init_agreement", "kept pairs the initial α would keep", "linear"),
+)
+
+
+def read_signal(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """Per signal column, (epoch, value) of the epoch rows of metrics.csv; empty for runs
+    written before the signal was logged."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return {}
+    out: dict[str, list[tuple[float, float]]] = {}
+    for r in read_csv_rows(path, "training log"):
+        if r.get("phase") != "train":
+            continue
+        for key, _, _ in SIGNAL_PANELS:
+            value = to_float(r.get(key))
+            if not math.isnan(value):
+                out.setdefault(key, []).append((to_float(r["epoch"]), value))
+    return out
+
+
+def build_signal_figure(signal: dict[str, list[tuple[float, float]]], lam: dict[int, float]) -> Figure:
+    """Three panels over epochs: α movement, distance from uniform, agreement with the initial α."""
+    from nas.search_signal import INIT_DECIDED, WEAK_MOVE
+
+    fig = new_figure(11.0, 3.2)
+    axes = panel_axes(fig, [title for _, title, _ in SIGNAL_PANELS], max_cols=3)
+    for ax, (key, title, scale) in zip(axes, SIGNAL_PANELS):
+        points = signal.get(key, [])
+        if points:
+            ax.plot([e for e, _ in points], [v for _, v in points], marker="o", color="C0")
+            if scale == "log" and all(v > 0 for _, v in points):
+                ax.set_yscale("log")
+        if key == "top_gain":
+            ax.axhline(WEAK_MOVE, color="0.4", linestyle=":", linewidth=1.0, label=f"{WEAK_MOVE:.0%}: weak")
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:.1%}")
+            _draw_lambda(ax, lam)
+        if key == "init_agreement":
+            ax.axhline(INIT_DECIDED, color="C3", linestyle=":", linewidth=1.0,
+                       label="above: decided by the initialisation")
+            ax.set_ylim(0, 1.02)
+        if key == "alpha_move_ratio":
+            ax.axhline(1.0, color="0.4", linestyle=":", linewidth=1.0, label="as far as the initial spread")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Search signal per epoch (nas.search_signal): did the search move α, and decide the genotype?")
+    return fig
+
+
 def plot_alphas(run_dir: str | Path, cells: Optional[Sequence[str]] = None, kind: str = "weights",
                 fmt: str = "png", out_dir: Optional[str | Path] = None) -> list[Path]:
-    """Write the per-cell figures, the overview heatmap and the parameter-free share figure.
+    """Write the per-cell figures, the overview heatmap, the parameter-free share figure and,
+    for runs that logged it, the search-signal figure.
 
     `kind="raw"` plots raw α in the per-cell figures; the overview and the parameter-free share
     always use weights (sums of raw α are meaningless). `cells` restricts every figure to those
@@ -291,4 +349,7 @@ def plot_alphas(run_dir: str | Path, cells: Optional[Sequence[str]] = None, kind
     written = [save_figure(build_cell_figure(c, log[c], kind, lam), out / f"{prefix}_{c}.{fmt}") for c in selected]
     written.append(save_figure(build_overview_figure(log, selected), out / f"alphas_overview.{fmt}"))
     written.append(save_figure(build_parameter_free_figure(log, selected), out / f"alphas_parameter_free.{fmt}"))
+    signal = read_signal(run_dir)
+    if signal:
+        written.append(save_figure(build_signal_figure(signal, lam), out / f"alphas_signal.{fmt}"))
     return written
