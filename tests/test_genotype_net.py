@@ -130,3 +130,26 @@ def test_end_to_end_from_tiny_supernet(tmp_path: Path, tiny_supernet_alphas) -> 
     # the retrain loop rebuilds from the dict form stored in checkpoints
     again = build_model("genotype", genotype=Genotype.from_dict(g.to_dict()), width_multiplier=2.0)
     again.load_state_dict(net.state_dict())
+
+
+def test_absent_cells_are_left_out(tmp_path: Path) -> None:
+    """`skip_<e>_<d>: absent` in a file builds the same network as leaving the cell out."""
+    import yaml
+    from test_genotype import tiny_genotype_dict
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(tiny_genotype_dict(), sort_keys=False))
+    assert "skip_2_2: absent" in path.read_text()
+    torch.manual_seed(0)
+    from_file = GenotypeNet(str(path), width_multiplier=1.0)
+    assert sorted(from_file.cells) == ["skip_1_1", "skip_3_3"]
+    genotype = load_genotype(path)
+    genotype.search_space = "unknown_space"  # no space to complete against: the cells may be left out
+    del genotype.cells["skip_2_2"], genotype.cells["skip_4_4"]
+    torch.manual_seed(0)
+    in_memory = GenotypeNet(genotype, width_multiplier=1.0)
+    assert count_parameters(in_memory) == count_parameters(from_file)
+    x = torch.randn(2, 3, 32, 32)
+    from_file.eval(), in_memory.eval()
+    assert torch.equal(from_file(x), in_memory(x))
+    assert from_file(x).shape == (2, 1, 32, 32)
