@@ -601,11 +601,13 @@ def _blamer(layers: list[tuple[str, set[str]]]) -> Callable[[tuple[str, ...]], s
 
 
 def _merge(base: dict, extra: dict) -> dict:
+    """`extra` over `base`, section by section. An empty section (`train:` with every line
+    commented out reads as null) changes nothing; it used to wipe the section it extends."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
-        else:
+        elif not (v is None and isinstance(out.get(k), dict)):
             out[k] = v
     return out
 

@@ -306,6 +306,25 @@ DATA_CHECK = [
 ]
 
 
+DATA_COMMANDS = [
+    (["data", "check", "data", "--size", "0"], r"nas data check: --size: expected an int in \[16, 4096\], got 0"),
+    (["data", "check", "data", "--size", "-3"], r"--size: expected an int in \[16, 4096\], got -3"),
+    (["data", "check", "data", "--size", "100000"], r"--size: expected an int in \[16, 4096\], got 100000"),
+    (["data", "check", "nope"], r"nope: dataset folder not found"),
+    (["data", "check", "data", "--layout", "ph2"], r"data: does not look like PH2"),
+    (["data", "synth", "--out", "s", "--n", "0"], r"nas data synth: --n: expected a positive int, got 0"),
+    (["data", "synth", "--out", "s", "--size", "15"], r"nas data synth: --size: expected an int in \[16, 4096\]"),
+    (["data", "synth", "--out", "s", "--size", "99999"], r"nas data synth: --size: expected an int in \[16, 4096\]"),
+    (["data", "synth", "--out", "data"], r"data: already exists and is not an empty folder"),
+]
+
+
+@pytest.mark.parametrize("argv,pattern", DATA_COMMANDS, ids=[" ".join(a) for a, _ in DATA_COMMANDS])
+def test_data_commands(tmp_path, monkeypatch, capsys, argv, pattern):
+    _folder(tmp_path)
+    run_case(tmp_path, monkeypatch, capsys, argv, 2, pattern)
+
+
 @pytest.mark.parametrize("setup,code,pattern", [c[1:] for c in DATA_CHECK], ids=[c[0] for c in DATA_CHECK])
 def test_data_check_reports_set_problems(tmp_path, monkeypatch, capsys, setup, code, pattern):
     """`nas data check` lists problems on stdout (exit 1) rather than one error line."""

@@ -146,3 +146,9 @@ def test_retrain_cosine_floor_must_stay_below_its_learning_rate():
         load_config(None, ["retrain.lr=0.001"])
     cfg = load_config(None, ["retrain.lr=0.001", "retrain.lr_min=0.00001"])
     assert retrain_settings(cfg).lr_min == 0.00001
+
+
+def test_an_empty_section_keeps_what_it_extends(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  epochs: 7\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain:\n#  epochs: 9\n")
+    assert load_config(tmp_path / "child.yaml").train.epochs == 7
