@@ -249,7 +249,7 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "discretize.threshold": (0.0, 1.0),
     "log.alpha_every": (1, None),
     "run.workers": (0, None),
-    "run.threads": (1, None),
+    "run.threads": (1, 1024),
 }
 LENGTHS: dict[str, int] = {
     "data.split": 3,
@@ -361,6 +361,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")
+        if typing.get_args(tp)[0] is str and not all(isinstance(k, str) for k in value):
+            raise ValueError(f"expected a mapping with names as keys, got {value!r}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):

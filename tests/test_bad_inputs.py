@@ -209,6 +209,9 @@ OVERRIDES = [
     ("data.limit=0", r"data\.limit: expected a positive int, got 0"),
     ("run.bf16=maybe", r"run\.bf16: expected a bool"),
     ("train.loss=focal", r"train\.loss: expected one of bce, dice, hybrid"),
+    ("model.options={1: 2}", r"model\.options: expected a mapping with names as keys, got \{1: 2\}"),
+    ("model.options=[1]", r"model\.options: expected a mapping, got \[1\]"),
+    ("run.threads=100000", r"run\.threads: expected an int in \[1, 1024\], got 100000"),
 ]
 
 
