@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.search_space import LEVELS
+from nas.skip_grid import LEVELS, cell_name, parse_cell_name  # re-exported: cell_name, parse_cell_name
 
 #: Builds the cells once the encoder exists: encoder widths → ``{cell name: module}``.
 CellFactory = Callable[[Sequence[int]], Mapping[str, nn.Module]]
@@ -40,21 +40,6 @@ class DoubleConv(nn.Sequential):
             nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True),
         )
-
-
-def cell_name(enc: int, dec: int) -> str:
-    """Key of the cell for skip ``enc → dec`` in ``cells`` and in genotype files."""
-    return f"skip_{enc}_{dec}"
-
-
-def parse_cell_name(name: str) -> tuple[int, int]:
-    """``skip_<enc>_<dec>`` → ``(enc, dec)``, both in 1..4; ValueError otherwise."""
-    parts = name.split("_")
-    if len(parts) == 3 and parts[0] == "skip" and parts[1].isdigit() and parts[2].isdigit():
-        enc, dec = int(parts[1]), int(parts[2])
-        if enc in LEVELS and dec in LEVELS:
-            return enc, dec
-    raise ValueError(f"bad cell name {name!r}; expected skip_<enc>_<dec> with levels in 1..4")
 
 
 class UNetBackbone(nn.Module):

@@ -8,14 +8,16 @@ work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
 from nas.errors import UserError
+from nas.textfiles import read_yaml
 
 
 # ----------------------------------------------------------------------------- schema
@@ -253,7 +255,7 @@ RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "discretize.threshold": (0.0, 1.0),
     "log.alpha_every": (1, None),
     "run.workers": (0, None),
-    "run.threads": (1, None),
+    "run.threads": (1, 1024),
 }
 LENGTHS: dict[str, int] = {
     "data.split": 3,
@@ -263,6 +265,14 @@ LENGTHS: dict[str, int] = {
     "retrain.betas": 2,
     "search.arch_betas": 2,
 }
+# Half-open [low, high) bounds of every item of a list key (an Adam beta of 1 never forgets).
+ITEM_RANGES: dict[str, tuple[float, float]] = {
+    "train.betas": (0.0, 1.0),
+    "retrain.betas": (0.0, 1.0),
+    "search.arch_betas": (0.0, 1.0),
+}
+# Keys holding a file or folder: an empty value (an unset shell variable) is refused, never "here".
+PATH_KEYS = ("data.root", "data.cache_dir", "model.genotype", "search.space")
 
 
 DESCRIPTIONS: dict[str, str] = {
@@ -348,7 +358,10 @@ def _coerce(value: Any, tp: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)][0]
-        return _coerce(value, inner)
+        try:
+            return _coerce(value, inner)
+        except ValueError as exc:  # `expected a string, got 3` -> `expected a string or null, got 3`
+            raise ValueError(str(exc).replace(", got ", " or null, got ", 1)) from None
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
@@ -357,6 +370,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")
+        if typing.get_args(tp)[0] is str and not all(isinstance(k, str) for k in value):
+            raise ValueError(f"expected a mapping with names as keys, got {value!r}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -367,14 +382,19 @@ def _coerce(value: Any, tp: Any) -> Any:
             return value
         raise ValueError(f"expected an int, got {value!r}")
     if tp is float:
+        number: Optional[float] = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as text
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as text
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ValueError(f"expected a number, got {value!r}")
+        if number is None:
+            raise ValueError(f"expected a number, got {value!r}")
+        if not math.isfinite(number):  # NaN passes every `<` check; inf makes a useless run
+            raise ValueError(f"expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -386,6 +406,24 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise ValueError(f"unsupported type {tp}")  # pragma: no cover
 
 
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _range_text(key: str, integer: bool) -> str:
+    """What RANGES[key] allows, in words: `1 or 2`, `a positive int`, `a number in [0.0, 1.0]`."""
+    lo, hi = RANGES[key]
+    kind, article = ("int", "an") if integer else ("number", "a")
+    if integer and lo is not None and hi is not None and hi - lo <= 3:
+        values = [str(v) for v in range(int(lo), int(hi) + 1)]
+        return ", ".join(values[:-1]) + " or " + values[-1]
+    if lo is not None and hi is not None:
+        return f"{article} {kind} in [{lo}, {hi}]"
+    if lo is not None:
+        return "a positive int" if (integer and lo == 1) else f"{article} {kind} >= {lo}"
+    return f"{article} {kind} <= {hi}"
+
+
 def _check_value(key: str, value: Any) -> None:
     if key in CHOICES and value not in CHOICES[key]:
         opts = ", ".join(str(c) for c in CHOICES[key])
@@ -393,17 +431,17 @@ def _check_value(key: str, value: Any) -> None:
     if key in RANGES and value is not None:
         lo, hi = RANGES[key]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            desc = "int" if isinstance(value, int) else "number"
-            article = "an" if desc == "int" else "a"
-            if lo is not None and hi is not None:
-                want = f"{article} {desc} in [{lo}, {hi}]"
-            elif lo is not None:
-                want = "a positive int" if (desc == "int" and lo == 1) else f"{article} {desc} >= {lo}"
-            else:
-                want = f"{article} {desc} <= {hi}"
-            raise ValueError(f"expected {want}, got {value!r}")
+            raise ValueError(f"expected {_range_text(key, isinstance(value, int))}, got {value!r}")
     if key in LENGTHS and value is not None and len(value) != LENGTHS[key]:
         raise ValueError(f"expected a list of {LENGTHS[key]} values, got {value!r}")
+    if key in ITEM_RANGES and value is not None:
+        lo, hi = ITEM_RANGES[key]
+        if any(not lo <= v < hi for v in value):
+            raise ValueError(f"expected every value in [{_fmt(lo)}, {_fmt(hi)}), got {value!r}")
+    if isinstance(value, str) and not value.strip():
+        what = "a path" if key in PATH_KEYS else "a value"
+        raise ValueError(f"expected {what}, got an empty string (an unset shell variable?); "
+                         "leave the key out (or set it to null where allowed) to use the default")
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -433,27 +471,53 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             _check_value(dotted, coerced)
         except ValueError as exc:
             msg = str(exc)
-            lo = RANGES.get(dotted, (None, None))[0]
-            if msg.startswith("expected an int") and lo is not None and lo >= 1:
-                msg = f"expected a positive int, got {value!r}"
+            if msg.startswith(("expected an int,", "expected an int or null,")) and dotted in RANGES:
+                null = " or null" if "or null" in msg else ""  # say which ints
+                msg = f"expected {_range_text(dotted, True)}{null}, got {value!r}"
             raise UserError(f"{source}: {dotted}: {msg}") from None
         kwargs[key] = coerced
     return cls(**kwargs)
 
 
-def _cross_checks(cfg: Config, source: str) -> None:
+def _cross_failure(cfg: Config) -> Optional[tuple[tuple[str, ...], str]]:
+    """The first rule that ties several keys together and fails: (the keys, `key: message`)."""
     split = cfg.data.split
     if any(s < 0 for s in split) or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
-        raise UserError(f"{source}: data.split: expected three non-negative fractions summing to 1 "
-                        f"with a positive train share, got {split}")
+        return ("data.split",), (f"data.split: expected three non-negative fractions summing to 1 "
+                                 f"with a positive train share, got {split}")
     if cfg.data.image_size % 16:
-        raise UserError(f"{source}: data.image_size: expected a multiple of 16 (the U-Nets pool 4 times), "
-                        f"got {cfg.data.image_size}")
+        return ("data.image_size",), (f"data.image_size: expected a multiple of 16 (the U-Nets pool 4 times), "
+                                      f"got {cfg.data.image_size}")
     sc = cfg.data.augment.scale
     if sc.min > sc.max:
-        raise UserError(f"{source}: data.augment.scale: min {sc.min} is larger than max {sc.max}")
+        return ("data.augment.scale",), f"data.augment.scale: min {sc.min} is larger than max {sc.max}"
+    bc = cfg.data.augment.brightness_contrast
+    for name, (lo, hi) in (("alpha", bc.alpha), ("beta", bc.beta)):
+        if lo > hi:
+            return ((f"data.augment.brightness_contrast.{name}",),
+                    f"data.augment.brightness_contrast.{name}: expected [low, high] with low <= high, got {[lo, hi]}")
+    if bc.alpha[0] < 0:
+        return (("data.augment.brightness_contrast.alpha",),
+                f"data.augment.brightness_contrast.alpha: expected contrast factors >= 0, got {bc.alpha}")
     if cfg.train.lr_min > cfg.train.lr:
-        raise UserError(f"{source}: train.lr_min: expected <= train.lr ({cfg.train.lr}), got {cfg.train.lr_min}")
+        return ("train.lr", "train.lr_min"), (f"train.lr_min: expected <= train.lr ({cfg.train.lr}), "
+                                              f"got {cfg.train.lr_min}")
+    rt = retrain_settings(cfg)
+    if rt.lr_min > rt.lr:
+        lr_from = "retrain.lr" if cfg.retrain.lr is not None else "train.lr"
+        min_from = "retrain.lr_min" if cfg.retrain.lr_min is not None else "train.lr_min"
+        return (("retrain.lr", "retrain.lr_min", "train.lr", "train.lr_min"),
+                f"retrain.lr_min: the retrain's cosine floor ({rt.lr_min}, from {min_from}) is above its "
+                f"learning rate ({rt.lr}, from {lr_from}); set retrain.lr_min <= {rt.lr}")
+    return None
+
+
+def _cross_checks(cfg: Config, source: str | Callable[[tuple[str, ...]], str]) -> None:
+    """Rules between keys; `source` names the culprit, or maps the keys involved to it."""
+    failure = _cross_failure(cfg)
+    if failure is not None:
+        keys, message = failure
+        raise UserError(f"{source(keys) if callable(source) else source}: {message}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -464,6 +528,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise UserError(f"--set {text}: empty key")
+    if any(not part for part in key.split(".")):
+        raise UserError(f"--set {text}: {key}: expected a dotted key such as data.image_size")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
     except yaml.YAMLError:
@@ -484,14 +550,7 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UserError(f"{path}: not valid YAML{where}") from None
+    raw = read_yaml(path, "YAML config file")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -499,44 +558,102 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
+def _config_chain(path: Path) -> list[tuple[Path, dict]]:
+    """`path` and every file it `extends:` (each relative to the file naming it), farthest
+    ancestor first, each without its `extends` key. A cycle is one error naming the chain."""
+    chain: list[tuple[Path, dict]] = []
+    seen: list[Path] = []
+    current = path
+    while True:
+        raw = _read_yaml(current)
+        seen.append(current.resolve())
+        has_parent = "extends" in raw
+        parent = raw.pop("extends", None)
+        chain.append((current, raw))
+        if not has_parent:
+            return chain[::-1]
+        if not isinstance(parent, str) or not parent.strip():
+            raise UserError(f"{current}: extends: expected the path of a YAML config file "
+                            f"(relative to this file), got {parent!r}")
+        nxt = current.parent / parent
+        if nxt.resolve() in seen:
+            names = " -> ".join(str(p) for p, _ in chain)
+            raise UserError(f"{path}: extends: cycle {names} -> {nxt}")
+        if not nxt.exists():
+            raise UserError(f"{current}: extends: {nxt}: config file not found")
+        current = nxt
+
+
+def _leaves(tree: dict, cls: type = Config, prefix: str = "") -> set[str]:
+    """Dotted keys a (validated) raw config tree sets: its keys, down to the schema's leaves (a
+    mapping value such as `model.options` is one leaf, however deep)."""
+    hints = _hints(cls)
+    out: set[str] = set()
+    for k, v in tree.items():
+        dotted = f"{prefix}.{k}" if prefix else str(k)
+        tp = hints.get(k)
+        if tp is not None and dataclasses.is_dataclass(tp) and isinstance(v, dict) and v:
+            out |= _leaves(v, tp, dotted)
+        else:
+            out.add(dotted)
+    return out
+
+
+def _blamer(layers: list[tuple[str, set[str]]]) -> Callable[[tuple[str, ...]], str]:
+    """keys -> the last layer (file or `--set`) that set any of them (or a section holding them)."""
+    def blame(keys: tuple[str, ...]) -> str:
+        for source, leaves in reversed(layers):
+            for leaf in leaves:
+                if any(leaf == k or leaf.startswith(k + ".") or k.startswith(leaf + ".") for k in keys):
+                    return source
+        return "defaults"
+
+    return blame
+
+
 def _merge(base: dict, extra: dict) -> dict:
+    """`extra` over `base`, section by section. An empty section (`train:` with every line
+    commented out reads as null) changes nothing; it used to wipe the section it extends."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
-        else:
+        elif not (v is None and isinstance(out.get(k), dict)):
             out[k] = v
     return out
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
-                base: Optional[dict] = None) -> Config:
+                base: Optional[dict] = None, base_source: str = "saved config") -> Config:
     """Build a validated Config from defaults <- `base` dict <- YAML file <- `--set` overrides.
 
-    A YAML file may start with `extends: other.yaml` (resolved relative to the file) to reuse a
-    setting. Errors name the file (or `--set`) and the dotted key.
+    A YAML file may start with `extends: other.yaml` (resolved relative to the file; the other
+    file may extend a third, and so on) to reuse settings. Every file is checked on its own, so
+    an error names the file that holds the bad key; `--set` errors name the override; an error
+    between keys (`train.lr_min` above `train.lr`) names the last file or override that set one
+    of them. `base_source` names `base` in errors (e.g. a run's `config.yaml` when resuming).
     """
-    tree: dict = dict(base or {})
-    source = "defaults"
+    tree: dict = {}
+    layers: list[tuple[str, set[str]]] = []
+    if base:
+        _build(Config, base, "", base_source)
+        tree = _merge(tree, base)
+        layers.append((base_source, _leaves(base)))
     cfg: Optional[Config] = None
     if path is not None:
-        path = Path(path)
-        raw = _read_yaml(path)
-        parent = raw.pop("extends", None)
-        if parent is not None:
-            parent_tree = _read_yaml((path.parent / str(parent)))
-            parent_tree.pop("extends", None)
-            tree = _merge(tree, parent_tree)
-        tree = _merge(tree, raw)
-        source = str(path)
-        cfg = _build(Config, tree, "", source)  # report file errors against the file
+        for file, raw in _config_chain(Path(path)):
+            _build(Config, raw, "", str(file))  # report a file's own errors against that file
+            tree = _merge(tree, raw)
+            layers.append((str(file), _leaves(raw)))
+        cfg = _build(Config, tree, "", str(path))
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
         cfg = _build(Config, tree, "", f"--set {text}")  # name the override that broke it
+        layers.append((f"--set {text}", {key}))
     if cfg is None:  # neither a file nor an override: defaults <- base
-        cfg = _build(Config, tree, "", source)
-    _cross_checks(cfg, source)
+        cfg = _build(Config, tree, "", base_source if base else "defaults")
+    _cross_checks(cfg, _blamer(layers))
     return cfg
 
 
@@ -578,6 +695,11 @@ def iter_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, Any,
         elif dotted in RANGES:
             lo, hi = RANGES[dotted]
             constraint = f"range [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+        elif dotted in ITEM_RANGES:
+            lo, hi = ITEM_RANGES[dotted]
+            constraint = f"each in [{lo}, {hi})"
+        elif dotted in PATH_KEYS:
+            constraint = "not empty"
         rows.append((dotted, _type_name(tp), getattr(default_obj, f.name), constraint,
                      DESCRIPTIONS.get(dotted, "")))
     return rows

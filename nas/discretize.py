@@ -28,7 +28,6 @@ precision); :func:`load_run_alphas` picks between them for ``--from-epoch``.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -45,6 +44,7 @@ from nas.errors import UserError
 from nas.genotype import Backbone, Block, CellGenotype, Edge, Genotype, prune_cell, round_weight
 from nas.search_space import SearchSpace, load_search_space
 from nas.supernet import cell_name
+from nas.textfiles import read_csv
 
 AlphaState = dict[str, dict[str, Tensor]]
 #: A policy maps a node's weights ``(inputs, n_ops)`` to the kept ``(input, op_index)`` pairs.
@@ -314,21 +314,20 @@ def alpha_state_from_csv(run_dir: str | os.PathLike, epoch: float, space: Option
     """α logged in ``alphas.csv`` at the end of ``epoch`` (rows whose fractional epoch is ``epoch``)."""
     run_dir = Path(run_dir)
     path = run_dir / "alphas.csv"
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: not found; --from-epoch needs the run's α log")
     space = space or run_search_space(run_dir)
     rows_by_step: dict[int, list[dict[str, str]]] = {}
     epochs: set[float] = set()
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                e = float(row["epoch"])
-            except (KeyError, TypeError, ValueError):
-                raise UserError(f"{path}: bad row {row!r} (expected columns epoch,step,cell,group,input,op,alpha,weight)") from None
-            if e.is_integer():
-                epochs.add(e)
-            if math.isclose(e, epoch, abs_tol=1e-6):
-                rows_by_step.setdefault(int(float(row["step"])), []).append(row)
+    for row in read_csv(path, "CSV log of α")[1]:
+        try:
+            e, step = float(row["epoch"]), int(float(row["step"]))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: bad row {row!r} (expected columns epoch,step,cell,group,input,op,alpha,weight)") from None
+        if e.is_integer():
+            epochs.add(e)
+        if math.isclose(e, epoch, abs_tol=1e-6):
+            rows_by_step.setdefault(step, []).append(row)
     if not rows_by_step:
         logged = ", ".join(str(int(e)) for e in sorted(epochs)) or "none"
         raise UserError(f"{path}: no α logged at the end of epoch {epoch:g} (epochs logged: {logged})")

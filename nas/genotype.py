@@ -18,6 +18,11 @@ block (SSB) and concat block (CSB) with their weights. The layout is fixed in
         ssb: {gating: softmax, nodes: [1, 3], weights: [0.6, 0.4]}
         csb: {gating: sigmoid, nodes: [2, 3], weights: [0.55, 0.52]}
         note: [...]          # optional, e.g. why a fallback was used
+      skip_2_1: absent       # a skip of the space that the network does not have
+
+Every skip of the search space must be listed (when the space can be loaded), either in full or
+as ``absent``: a file cut short, or ``cells: {}``, would otherwise build a network with fewer
+skips without a word.
 
 Weights are rounded to 6 decimals when a record is created, so a file is stable under
 save → load → save (byte-identical text) and a diff of two genotypes shows real changes only.
@@ -29,22 +34,18 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
-
 from nas.errors import UserError
 from nas.runs import write_yaml, yaml_text
+from nas.skip_grid import GATINGS, N_WIDTHS, RESAMPLE_DOWN, cell_name, parse_cell_name
+from nas.textfiles import read_yaml
 
 FORMAT = "skipnas-genotype/1"
 WEIGHT_DECIMALS = 6
-GATINGS = ("softmax", "sigmoid")
-RESAMPLE_DOWN = ("maxpool", "bilinear")  # also used by nas.search_space and nas.cell
-N_WIDTHS = 5  # encoder levels 1..5 (level 5 is the bottleneck)
-CELL_NAME = re.compile(r"^skip_([1-4])_([1-4])$")
+ABSENT = "absent"  # a cell written as `skip_<e>_<d>: absent`: that skip is not in the network
 
 
 def round_weight(value: float) -> float:
@@ -97,6 +98,16 @@ class CellGenotype:
     ssb: Block
     csb: Block
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def absent(cls) -> CellGenotype:
+        """A skip of the search space that the network does not have (``skip_<e>_<d>: absent``)."""
+        return cls(edges=[], ssb=Block(GATINGS[0], [], []), csb=Block(GATINGS[1], [], []))
+
+    @property
+    def is_absent(self) -> bool:
+        """Nothing kept and nothing to say: written as ``absent``; the network leaves it out."""
+        return not self.edges and not self.ssb.nodes and not self.csb.nodes and not self.notes
 
     def node_edges(self, node: int) -> list[Edge]:
         """Edges entering ``node``."""
@@ -198,7 +209,7 @@ class Genotype:
             "search_space": self.search_space,
             "backbone": self.backbone.to_dict(),
             "source": dict(self.source),
-            "cells": {name: cell.to_dict() for name, cell in self.cells.items()},
+            "cells": {name: ABSENT if cell.is_absent else cell.to_dict() for name, cell in self.cells.items()},
         }
 
     @classmethod
@@ -225,13 +236,7 @@ def genotype_text(genotype: Genotype) -> str:
 def load_genotype(path: str | os.PathLike) -> Genotype:
     """Read and fully validate a genotype file; every problem is a one-line :class:`UserError`."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: genotype file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    return Genotype.from_dict(data, str(path))
+    return Genotype.from_dict(read_yaml(path, "genotype file"), str(path))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -322,13 +327,37 @@ def _parse_genotype(data: Any, source: str) -> Genotype:
     cells: dict[str, CellGenotype] = {}
     for name, raw in cells_raw.items():
         at = top.child("cells").child(str(name))
-        match = CELL_NAME.match(str(name))
-        if not match:
+        try:
+            skip = parse_cell_name(str(name))
+        except ValueError:
+            skip = None
+        if skip is None or cell_name(*skip) != name:
             raise at.error("cell name must be skip_<enc>_<dec> with levels 1..4")
-        if space is not None and (int(match.group(1)), int(match.group(2))) not in set(space.skips):
+        if space is not None and skip not in set(space.skips):
             raise at.error(f"not a skip of search space '{space.name}'")
-        cells[str(name)] = _parse_cell(raw, at, backbone.nodes)
+        if raw == ABSENT:
+            cells[name] = CellGenotype.absent()
+        elif raw is None:
+            raise at.error(f"empty (is the file cut short?); expected edges, ssb and csb, or `{ABSENT}` "
+                           "for a skip the network does not have")
+        else:
+            cells[name] = _parse_cell(raw, at, backbone.nodes)
+    _check_every_cell(cells, space, top.child("cells"))
     return Genotype(search_space=space_name, backbone=backbone, source=dict(src), cells=cells)
+
+
+def _check_every_cell(cells: Mapping[str, CellGenotype], space: Any, at: _Where) -> None:
+    """Every skip of the space is listed (in full or as `absent`): a file cut at a line end, or
+    `cells: {}`, must not quietly build a network with fewer skips."""
+    if space is not None:
+        missing = [cell_name(*skip) for skip in space.skips if cell_name(*skip) not in cells]
+        if missing:
+            raise at.error(f"missing {', '.join(missing)} of search space '{space.name}' (is the file cut "
+                           f"short?); list every cell, writing `<cell>: {ABSENT}` for a skip the network "
+                           "does not have")
+    elif not cells:
+        raise at.error(f"no cells (is the file cut short?); list every cell of the search space, writing "
+                       f"`<cell>: {ABSENT}` for a skip the network does not have")
 
 
 def _parse_backbone(raw: Any, at: _Where) -> Backbone:
@@ -366,6 +395,8 @@ def _check_backbone_matches(backbone: Backbone, space: Any, at: _Where) -> None:
 
 
 def _parse_cell(raw: Any, at: _Where, n_nodes: int) -> CellGenotype:
+    if isinstance(raw, str):
+        raise at.error(f"expected a mapping with keys edges, ssb, csb, or the word `{ABSENT}`, got {_show(raw)}")
     raw = _mapping(raw, at, ("edges", "ssb", "csb"), ("note",))
     edges_at = at.child("edges")
     edges = [_parse_edge(e, edges_at.child(i), n_nodes) for i, e in enumerate(_list(raw["edges"], edges_at, "edges"))]
@@ -421,6 +452,7 @@ def _parse_block(raw: Any, at: _Where, n_nodes: int, fed: set[int]) -> Block:
 
 
 __all__ = [
+    "ABSENT",
     "FORMAT",
     "Backbone",
     "Block",

@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from nas.errors import UserError
-from nas.genotype import GATINGS, N_WIDTHS, RESAMPLE_DOWN  # one definition, in the torch-free module
 from nas.ops import OPS
-
-LEVELS = (1, 2, 3, 4)  # encoder levels that can feed a skip / decoder levels that receive one
+from nas.skip_grid import GATINGS, LEVELS, N_WIDTHS, RESAMPLE_DOWN  # LEVELS, RESAMPLE_DOWN re-exported
+from nas.textfiles import read_yaml
 
 
 def search_space_dirs() -> list[Path]:
@@ -92,7 +89,7 @@ def load_search_space(name_or_path: str | Path | Mapping[str, Any]) -> SearchSpa
     path = Path(text)
     looks_like_path = path.suffix in (".yaml", ".yml") or "/" in text or "\\" in text
     if looks_like_path or path.is_file():
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"{text}: search-space file not found")
         return _load_file(path, text)
     for folder in search_space_dirs():
@@ -104,10 +101,7 @@ def load_search_space(name_or_path: str | Path | Mapping[str, Any]) -> SearchSpa
 
 
 def _load_file(path: Path, source: str) -> SearchSpace:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    data = read_yaml(path, "search-space file")
     if data is None:
         data = {}
     if not isinstance(data, Mapping):

@@ -18,7 +18,7 @@ def test_file_error_names_file_and_key(tmp_path):
     f.write_text("data:\n  image_size: big\n")
     with pytest.raises(UserError) as e:
         load_config(f)
-    assert str(e.value) == f"{f}: data.image_size: expected a positive int, got 'big'"
+    assert str(e.value) == f"{f}: data.image_size: expected an int in [16, 4096], got 'big'"
     assert e.value.exit_code == 2
 
 
@@ -100,3 +100,55 @@ def test_resume_cannot_take_a_new_config(tmp_path, capsys):
 
     assert main(["search", "--resume", str(tmp_path), "--config", "x.yaml"]) == 2
     assert "--resume continues a run" in capsys.readouterr().err
+
+
+def test_extends_chain_resolves_each_file_relative_to_itself(tmp_path):
+    """child -> ../shared/parent -> grand: every level counts, the nearest file wins."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "shared" / "grand.yaml").write_text("train:\n  epochs: 9\n  lr: 0.5\n  momentum: 0.5\n")
+    (tmp_path / "shared" / "parent.yaml").write_text("extends: grand.yaml\ntrain:\n  lr: 0.2\n")
+    (tmp_path / "exp" / "child.yaml").write_text("extends: ../shared/parent.yaml\ntrain:\n  momentum: 0.8\n")
+    cfg = load_config(tmp_path / "exp" / "child.yaml")
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.momentum) == (9, 0.2, 0.8)
+
+
+def test_cross_field_errors_name_the_source_that_set_a_key(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("train:\n  lr: 0.001\n")
+    with pytest.raises(UserError, match=r"^--set train\.lr_min=0\.5: train\.lr_min: expected <= train\.lr \(0\.001\)"):
+        load_config(f, ["train.epochs=3", "train.lr_min=0.5", "run.seed=1"])
+    with pytest.raises(UserError, match=rf"^{f}: train\.lr_min"):
+        load_config(f, ["train.epochs=3"])
+    with pytest.raises(UserError, match=r"^runs/x/config\.yaml: train\.lr_min"):
+        load_config(None, [], base={"train": {"lr": 0.001}}, base_source="runs/x/config.yaml")
+
+
+def test_files_with_a_byte_order_mark_load(tmp_path):
+    f = tmp_path / "bom.yaml"
+    f.write_bytes("\ufefftrain:\n  epochs: 4\n".encode("utf-8"))
+    assert load_config(f).train.epochs == 4
+
+
+def test_every_float_key_refuses_nan_and_inf():
+    from nas.config import iter_keys
+
+    floats = [key for key, type_name, *_ in iter_keys() if type_name.startswith("number")]
+    assert len(floats) > 20
+    for key in floats:
+        for bad in (".nan", "inf", "-.inf"):
+            with pytest.raises(UserError, match=rf"{key}: expected a finite number"):
+                load_config(None, [f"{key}={bad}"])
+
+
+def test_retrain_cosine_floor_must_stay_below_its_learning_rate():
+    with pytest.raises(UserError, match=r"retrain\.lr_min: the retrain's cosine floor \(0\.003, from train\.lr_min\)"):
+        load_config(None, ["retrain.lr=0.001"])
+    cfg = load_config(None, ["retrain.lr=0.001", "retrain.lr_min=0.00001"])
+    assert retrain_settings(cfg).lr_min == 0.00001
+
+
+def test_an_empty_section_keeps_what_it_extends(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  epochs: 7\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain:\n#  epochs: 9\n")
+    assert load_config(tmp_path / "child.yaml").train.epochs == 7

@@ -95,3 +95,19 @@ def test_eval_dataset_is_every_pair_unaugmented(tmp_path):
     root = make_layout(tmp_path, "isic2017", n=2)
     ds = build_eval_dataset(cfg_for(root))
     assert len(ds) == 6 and ds.augment is None and ds.layout == "isic2017"
+
+
+def test_each_purpose_needs_its_split_parts():
+    """A retrain needs train, val and test; a search only train (val is logged when present)."""
+    cfg = cfg_for(None, "data.synthetic_n=8", "data.split=[1.0, 0, 0]")
+    bundle = build_data(cfg, "search")
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (8, 0, 0)
+    with pytest.raises(UserError, match=r"^data\.split \[1\.0, 0\.0, 0\.0\]: the val and test parts of the 8 usable "
+                                        r"pairs are empty \(train 8, val 0, test 0; split seeded\); nas retrain needs "
+                                        r"train, val, test pairs"):
+        build_data(cfg, "train")
+    with pytest.raises(UserError, match=r"the test part .* nas evaluate needs test pairs"):
+        build_data(cfg_for(None, "data.synthetic_n=8", "data.split=[0.8, 0.2, 0]"), "evaluate")
+    with pytest.raises(UserError, match=r"raise data\.limit, now 2"):
+        build_data(cfg_for(None, "data.limit=2"), "train")
+    build_data(cfg_for(None, "data.limit=3"), "train")  # one pair per part is enough

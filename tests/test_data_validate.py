@@ -106,3 +106,67 @@ def test_real_sample_copy_with_three_damaged_files(tmp_path):
     problems = scan.problems + prepare(scan.records, 32, cache="none").problems
     assert sorted(p.path.name for p in problems) == sorted(
         [f"{ids[0]}.jpg", f"{ids[1]}.jpg", f"{ids[2]}_segmentation.png"])
+
+
+def _mask_file(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), arr)
+    return path
+
+
+def test_16bit_masks_are_read_by_value_range(tmp_path):
+    """A 16-bit PNG holding 0/255 was read as all zeros (IMREAD_GRAYSCALE shifts 16-bit data right
+    by 8 bits); 0/65535 and colour 16-bit masks keep their lesion too."""
+    from nas.data.files import read_mask
+
+    m8 = np.zeros((12, 16), np.uint8)
+    m8[3:9, 4:12] = 255
+    cases = {
+        "8bit.png": m8,
+        "16bit_0_255.png": m8.astype(np.uint16),
+        "16bit_0_65535.png": m8.astype(np.uint16) * 257,
+        "16bit_colour.png": np.dstack([m8.astype(np.uint16)] * 3),
+        "float.tiff": (m8 / 255.0).astype(np.float32),
+    }
+    for name, arr in cases.items():
+        path = _mask_file(tmp_path / name, arr)
+        assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).dtype == arr.dtype  # really written at that depth
+        got = read_mask(path)
+        assert got.dtype == np.uint8 and np.array_equal(got, m8), name
+    grey = m8.astype(np.uint16) * 257
+    grey[0, 0] = 128 * 257  # a grey level keeps its place on the 8-bit scale
+    assert read_mask(_mask_file(tmp_path / "grey.png", grey))[0, 0] == 128
+
+
+def test_16bit_mask_pairs_train_with_their_lesion(tmp_path):
+    """The whole path (check, preprocess, lesion fraction) sees the same mask for 8- and 16-bit files."""
+    fractions = {}
+    for bits in (8, 16):
+        root = make_layout(tmp_path / f"d{bits}", "folder", n=3)
+        if bits == 16:
+            for p in (root / "masks").iterdir():
+                _mask_file(p, cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).astype(np.uint16))
+        prepared = prepare(scan_folder(root).records, 16, cache="none")
+        assert not prepared.problems
+        fractions[bits] = [i.lesion_fraction for i in prepared.infos]
+    assert fractions[16] == fractions[8] and min(fractions[16]) > 0.05
+
+
+def test_unusable_mask_samples_are_named(tmp_path):
+    from nas.data.files import BadFile, read_mask
+
+    with pytest.raises(BadFile, match=r"floating-point mask with values in \[-1, 1\]"):
+        read_mask(_mask_file(tmp_path / "neg.tiff", np.array([[-1.0, 1.0]], np.float32)))
+
+
+def test_a_set_of_empty_masks_stops_training(tmp_path):
+    """Each empty mask is legal (a lesion-free image); every training mask empty is not."""
+    from nas.errors import UserError
+
+    root = make_layout(tmp_path, "folder", n=6)
+    for p in (root / "masks").iterdir():
+        write(p, np.zeros((30, 40), np.uint8))
+    with pytest.raises(UserError, match=r"training split: every one of the \d+ masks is empty") as err:
+        build_data(cfg_for(root), "search")
+    assert err.value.exit_code == 1
+    build_data(cfg_for(root), "evaluate")  # scoring a lesion-free set is allowed

@@ -38,6 +38,8 @@ def tiny_genotype_dict() -> dict:
                 "csb": {"gating": "sigmoid", "nodes": [], "weights": []},
                 "note": ["hand-made"],
             },
+            "skip_2_2": "absent",
+            "skip_4_4": "absent",
         },
     }
 
@@ -149,7 +151,8 @@ def test_space_checks_skipped_when_space_unknown(tmp_path: Path) -> None:
     data["backbone"]["widths"] = [2, 4, 4, 8, 8]
     data["cells"]["skip_2_1"] = data["cells"].pop("skip_1_1")
     g = load_genotype(write(tmp_path, data))
-    assert set(g.cells) == {"skip_2_1", "skip_3_3"}
+    assert set(g.cells) == {"skip_2_1", "skip_3_3", "skip_2_2", "skip_4_4"}
+    assert g.cells["skip_2_2"].is_absent and not g.cells["skip_2_1"].is_absent
 
 
 def test_file_errors(tmp_path: Path) -> None:
@@ -179,3 +182,46 @@ def test_cell_live_view() -> None:
                         ssb=Block("softmax", [2], [1]), csb=Block("sigmoid", [], []))
     edges, ssb, csb = cell.live()
     assert [e.to for e in edges] == [2] and ssb == [2] and csb == []
+
+
+def test_absent_cells_are_written_as_one_word_and_round_trip(tmp_path: Path) -> None:
+    g = load_genotype(write(tmp_path, tiny_genotype_dict()))
+    assert g.cells["skip_2_2"] == CellGenotype.absent() and g.cells["skip_2_2"].is_absent
+    assert not g.cells["skip_3_3"].is_absent  # a cell with a note is never shortened
+    text = save_genotype(g, tmp_path / "a.yaml").read_text()
+    assert "  skip_2_2: absent\n  skip_4_4: absent\n" in text
+    assert save_genotype(load_genotype(tmp_path / "a.yaml"), tmp_path / "b.yaml").read_text() == text
+
+
+def test_older_empty_cell_form_still_loads_as_absent(tmp_path: Path) -> None:
+    """Files written before `absent` existed spelt an unused cell out in full; they still load."""
+    data = tiny_genotype_dict()
+    data["cells"]["skip_2_2"] = {"edges": [], "ssb": {"gating": "softmax", "nodes": [], "weights": []},
+                                 "csb": {"gating": "sigmoid", "nodes": [], "weights": []}}
+    g = load_genotype(write(tmp_path, data))
+    assert g.cells["skip_2_2"].is_absent
+    assert g.to_dict()["cells"]["skip_2_2"] == "absent"
+
+
+def test_every_cell_of_the_space_is_required(tmp_path: Path) -> None:
+    data = tiny_genotype_dict()
+    del data["cells"]["skip_4_4"]
+    with pytest.raises(UserError, match=r"cells: missing skip_4_4 of search space 'tiny' \(is the file cut short\?\)"):
+        load_genotype(write(tmp_path, data))
+    g = Genotype.from_dict(tiny_genotype_dict())
+    del g.cells["skip_1_1"]
+    with pytest.raises(UserError, match=r"^mine: cells: missing skip_1_1"):
+        g.validate("mine")
+
+
+def test_search_space_and_genotype_do_not_import_each_other() -> None:
+    """The shared names live in nas.skip_grid; search_space must not import genotype."""
+    import ast
+    import inspect
+
+    import nas.search_space
+
+    tree = ast.parse(inspect.getsource(nas.search_space))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "nas.genotype" not in imported

@@ -151,3 +151,26 @@ def test_cell_output_matches_a_hand_computation_with_its_edges_and_weights() -> 
     ssb = 0.3 * n1 + 0.7 * n2
     csb = F.conv2d(0.4 * n2, net.csb_conv.weight)
     torch.testing.assert_close(net(x), torch.cat([ssb, csb], 1))
+
+
+def test_absent_cells_are_left_out(tmp_path: Path) -> None:
+    """`skip_<e>_<d>: absent` in a file builds the same network as leaving the cell out."""
+    import yaml
+    from test_genotype import tiny_genotype_dict
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(tiny_genotype_dict(), sort_keys=False))
+    assert "skip_2_2: absent" in path.read_text()
+    torch.manual_seed(0)
+    from_file = GenotypeNet(str(path), width_multiplier=1.0)
+    assert sorted(from_file.cells) == ["skip_1_1", "skip_3_3"]
+    genotype = load_genotype(path)
+    genotype.search_space = "unknown_space"  # no space to complete against: the cells may be left out
+    del genotype.cells["skip_2_2"], genotype.cells["skip_4_4"]
+    torch.manual_seed(0)
+    in_memory = GenotypeNet(genotype, width_multiplier=1.0)
+    assert count_parameters(in_memory) == count_parameters(from_file)
+    x = torch.randn(2, 3, 32, 32)
+    from_file.eval(), in_memory.eval()
+    assert torch.equal(from_file(x), in_memory(x))
+    assert from_file(x).shape == (2, 1, 32, 32)

@@ -382,3 +382,16 @@ def test_cli_plot_commands(tmp_path, capsys):
     assert "per_image.csv: not found" in capsys.readouterr().err
     assert main(["plot", "alphas", str(run), "--cell", "skip_9_9"]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_genotype_figures_name_absent_cells(tmp_path):
+    """A cell written as `absent` (no mapping) is neither drawn nor mistaken for a dropped one."""
+    from nas.plots.genotype import kept_cells
+
+    g = yaml.safe_load(yaml.safe_dump(GENOTYPE))
+    g["cells"]["skip_2_2"] = "absent"
+    assert kept_cells(g) == ["skip_1_1", "skip_3_2"]
+    assert panels_of(build_cells_figure(g, "t")) == ["skip_1_1", "skip_3_2"]
+    (ax,) = build_network_figure(g, "t").axes
+    assert ax.get_title() == "2 kept skip(s); dropped: skip_4_1; absent: skip_2_2"
+    assert len(plot_genotype(write_genotype(tmp_path / "g.yaml", g))) == 2

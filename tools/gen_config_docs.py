@@ -28,7 +28,10 @@ def render() -> str:
         "Every key can be set in an experiment YAML (sections as below) or on the command line with",
         "`--set section.key=value` (values are parsed as YAML: `3`, `0.5`, `true`, `[0.7, 0.15, 0.15]`, `null`).",
         "Unknown keys, wrong types and out-of-range values stop the command with one line naming the",
-        "file and the key. A YAML file may start with `extends: other.yaml` to build on another file.",
+        "file (or the `--set`) and the key. Numbers must be finite (`.nan` and `.inf` are refused) and",
+        "strings must not be empty (an unset shell variable in `--set data.root=$DIR` is an error, not",
+        "the current folder). A YAML file may start with `extends: other.yaml` (relative to that file)",
+        "to build on another file, which may itself extend a third; a cycle is an error.",
         "",
     ]
     section = None

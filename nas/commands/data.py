@@ -12,9 +12,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nas.config import RANGES
 from nas.data.layouts import layout_names, scan_folder
 from nas.data.store import prepare, progress_bar
+from nas.data.records import Problem
 from nas.data.synthetic import DEFAULT_SEED, write_dataset
+from nas.data.validate import all_empty_reason
 from nas.errors import UserError
 
 
@@ -50,10 +53,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_check)
 
 
+def _check_size(command: str, size: int) -> None:
+    """--size within data.image_size's range: 0 or less used to end in an OpenCV traceback, and a
+    huge side in an out-of-memory one."""
+    lo, hi = RANGES["data.image_size"]
+    if not lo <= size <= hi:
+        raise UserError(f"nas data {command}: --size: expected an int in [{lo}, {hi}], got {size}")
+
+
 def run_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if args.n < 1 or args.size < 16:
-        raise UserError(f"nas data synth: expected --n >= 1 and --size >= 16, got --n {args.n} --size {args.size}")
+    if args.n < 1:
+        raise UserError(f"nas data synth: --n: expected a positive int, got {args.n}")
+    _check_size("synth", args.size)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: already exists and is not an empty folder; choose another --out")
     counts = write_dataset(out, args.n, args.size, args.seed)
@@ -67,6 +79,7 @@ def _stat_line(values: list[float]) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    _check_size("check", args.size)
     console = Console(highlight=False)
     scan = scan_folder(args.path, args.layout)
     with progress_bar(len(scan.records)) as callback:
@@ -92,6 +105,9 @@ def run_check(args: argparse.Namespace) -> int:
         empty = sum(1 for f in fractions if f == 0)
         if empty:
             table.add_row("empty masks", str(empty))
+        reason = all_empty_reason(fractions)
+        if reason:
+            problems.append(Problem(scan.base, reason))
     table.add_row("preprocessing", f"center crop + resize to {args.size}x{args.size}: ok for all usable pairs")
     console.print(table)
     for note in scan.notes:

@@ -19,11 +19,16 @@ from nas.data.records import Problem, Record
 from nas.data.splits import HALVES, SPLITS, apply_limit, check_splits, make_splits, search_halves
 from nas.data.store import PairStore, prepare, progress_bar
 from nas.data.synthetic import DEFAULT_SEED, synthetic_records
-from nas.data.validate import handle_problems
+from nas.data.validate import all_empty_reason, handle_problems
 from nas.errors import UserError
 
 log = logging.getLogger("nas.data")
 PURPOSES = ("search", "train", "evaluate")
+# Split parts each purpose cannot do without: a retrain ("train") picks its best checkpoint on
+# val and reports test; scoring a run ("evaluate") reads test; a search trains on both halves
+# of train (at least 2 pairs, see `search_halves`) and only logs val when there is one.
+NEEDED_PARTS = {"search": ("train",), "train": SPLITS, "evaluate": ("test",)}
+USED_BY = {"search": "nas search", "train": "nas retrain", "evaluate": "nas evaluate"}
 
 
 @dataclass
@@ -95,6 +100,12 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
     else:
         splits = make_splits(store.records, d.split, seed, d.official_split, layout)
         log.info("data: %s, %d pairs, split %s", layout, len(store.records), splits["source"])
+    check_parts(splits, purpose, cfg, len(store.records))
+    if purpose in ("search", "train"):
+        reason = all_empty_reason([store.records[index[i]].lesion_fraction or 0.0 for i in splits["train"]])
+        if reason:
+            where = d.root if d.root is not None else "synthetic data"
+            raise UserError(f"{where}: training split: {reason}; see `nas data check {where}`", exit_code=1)
     augment = build_augmenter(d.augment)
 
     def view(ids: list[str], train: bool) -> SegmentationDataset:
@@ -108,6 +119,30 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
         bundle.w_half = view(splits["w_half"], True)
         bundle.a_half = view(splits["a_half"], True)
     return bundle
+
+
+def check_parts(splits: dict[str, Any], purpose: str, cfg: Config, n_pairs: int) -> None:
+    """One line when a split part that `purpose` needs is empty, before any training starts
+    (an empty test part used to end a retrain with `test dice nan` and exit 0)."""
+    sizes = {k: len(splits.get(k) or []) for k in SPLITS}
+    empty = [k for k in NEEDED_PARTS[purpose] if sizes[k] == 0]
+    if not empty:
+        return
+    d = cfg.data
+    parts = " and ".join(empty)
+    counts = ", ".join(f"{k} {v}" for k, v in sizes.items())
+    needs = ", ".join(NEEDED_PARTS[purpose])
+    if n_pairs < len(NEEDED_PARTS[purpose]) + 1 or (d.limit is not None and d.limit < 8):
+        hint = "use more pairs" + (f" (raise data.limit, now {d.limit})" if d.limit is not None else "")
+    elif str(splits.get("source", "")).startswith("official"):
+        hint = ("give the missing part a fraction > 0 in data.split (it is then carved from the "
+                "official training set), or set data.official_split=false")
+    else:
+        hint = "give every needed part a fraction > 0, e.g. data.split=[0.7, 0.15, 0.15]"
+    are = "parts of the {n} usable pairs are" if len(empty) > 1 else "part of the {n} usable pairs is"
+    raise UserError(f"data.split {list(d.split)}: the {parts} {are.format(n=n_pairs)} empty "
+                    f"({counts}; split {splits.get('source', 'saved')}); {USED_BY[purpose]} needs {needs} "
+                    f"pairs: {hint}")
 
 
 def build_eval_dataset(cfg: Config) -> SegmentationDataset:

@@ -29,7 +29,8 @@ from nas.runs import atomic_write_bytes
 
 log = logging.getLogger("nas.data")
 
-PREPROCESS_VERSION = "center-crop/area/nearest-exact>128/v1"  # change when preprocess.py changes output
+PREPROCESS_VERSION = "center-crop/area/nearest-exact>128/v2"  # change when reading or preprocess.py changes output
+# v2: 16-bit masks read by value range (files.mask_to_8bit); v1 entries of such masks were empty
 
 
 class MemoryCache:

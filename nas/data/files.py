@@ -63,8 +63,37 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """uint8 (h, w) grey levels exactly as stored (binarise later, at >128)."""
-    return _read(path, cv2.IMREAD_GRAYSCALE)
+    """uint8 (h, w) grey levels on the 0..255 scale (binarise later, at >128).
+
+    Decoded at the file's own bit depth (`IMREAD_ANYDEPTH`: grey, EXIF orientation applied as for
+    images), then put on the 8-bit scale by :func:`mask_to_8bit`. `IMREAD_GRAYSCALE` would
+    shift a 16-bit mask right by 8 bits, turning a 0/255 mask stored in 16 bits into all zeros.
+    """
+    return mask_to_8bit(_read(path, cv2.IMREAD_ANYDEPTH))
+
+
+def mask_to_8bit(mask: np.ndarray) -> np.ndarray:
+    """A decoded mask on the 0..255 scale, decided by its values, not its bit depth.
+
+    - 8-bit: as stored.
+    - 16-bit: if no value exceeds 255 the file holds 8-bit values (0/255 written into a 16-bit
+      PNG) and they are kept; otherwise the values span 0..65535 and are scaled (v / 257, rounded),
+      so 0/65535 becomes 0/255.
+    - floating point (e.g. TIFF): values within [0, 1] are scaled by 255; values within
+      [0, 255] are kept; anything else (negative, NaN, larger) is refused.
+    """
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.dtype == np.uint16:
+        if int(mask.max(initial=0)) <= 255:
+            return mask.astype(np.uint8)
+        return np.rint(mask / 257.0).astype(np.uint8)
+    if mask.dtype in (np.float32, np.float64):
+        lo, hi = float(np.min(mask)), float(np.max(mask))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
+            raise BadFile(f"floating-point mask with values in [{lo:g}, {hi:g}]; expected 0..1 or 0..255")
+        return np.rint(mask * (255.0 if hi <= 1.0 else 1.0)).astype(np.uint8)
+    raise BadFile(f"unsupported mask sample type {mask.dtype}; expected 8- or 16-bit grey levels")
 
 
 def write_image(path: Path, rgb: np.ndarray) -> None:

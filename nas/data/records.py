@@ -19,6 +19,7 @@ class Record:
     predictions back at full resolution. It is (0, 0) until the pair has been read and checked.
     `subset` is the dataset's official split ("train", "val", "test") when its layout has one.
     `synthetic` is (seed, index, size) for generated pairs, which have no files.
+    `lesion_fraction` is the share of mask pixels > 128, known (like `orig_size`) once read.
     """
 
     id: str
@@ -27,6 +28,7 @@ class Record:
     orig_size: tuple[int, int] = (0, 0)
     subset: Optional[str] = None
     synthetic: Optional[tuple[int, int, int]] = None
+    lesion_fraction: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def prepare(records: list[Record], size: int, cache: str = "memory", cache_dir: 
                 continue
             if memory is not None:  # then there is no disk cache, so `work` returned the arrays
                 memory.put(slot, *arrays)
-            good.append(dataclasses.replace(rec, orig_size=info.orig_size))
+            good.append(dataclasses.replace(rec, orig_size=info.orig_size, lesion_fraction=info.lesion_fraction))
             infos.append(info)
             slots.append(slot)
     return Prepared(PairStore(good, size, slots, memory, disk), infos, problems)

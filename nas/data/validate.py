@@ -89,6 +89,19 @@ def lesion_fraction(mask: np.ndarray) -> float:
     return cv2.countNonZero(cv2.threshold(mask, 128, 255, cv2.THRESH_BINARY)[1]) / mask.size
 
 
+def all_empty_reason(fractions: list[float]) -> Optional[str]:
+    """Why a set whose every mask is empty cannot be trained on, or None.
+
+    Each such mask passes the per-file checks (an empty mask is legal: a lesion-free image), but
+    a whole set of them means the masks were read wrongly or hold their lesion below the
+    threshold: training would learn to predict nothing.
+    """
+    if not fractions or any(f > 0 for f in fractions):
+        return None
+    return (f"every one of the {len(fractions)} masks is empty (no pixel > 128): masks must be "
+            "0 = background, 255 (or 65535 in 16 bits) = lesion")
+
+
 def handle_problems(problems: list[Problem], on_bad: str, where: str | Path) -> None:
     """Raise DataError (on_bad=error, after printing the full list) or warn with a count (skip)."""
     if not problems:

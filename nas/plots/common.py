@@ -11,7 +11,6 @@ registry to leak, no GUI backend, safe to call from a training process at the en
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import zlib
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 
 from nas.errors import UserError
 from nas.runs import atomic_write_bytes
+from nas.textfiles import read_csv
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -85,6 +85,8 @@ def cell_sort_key(cell: str) -> tuple:
 # ----------------------------------------------------------------------------- reading
 def require_file(path: Path, what: str) -> Path:
     """The path if it is a file, else a one-line UserError naming it and what it should hold."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; expected a file ({what})")
     if not path.is_file():
         raise UserError(f"{path}: not found ({what})")
     return path
@@ -97,15 +99,11 @@ def read_csv_rows(path: Path, what: str, required: Iterable[str] = ()) -> list[d
     appending) is skipped. Missing `required` columns are a UserError naming the file.
     """
     require_file(path, what)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise UserError(f"{path}: empty file (expected a header line; {what})")
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
-        return [dict(zip(header, row)) for row in reader if len(row) == len(header)]
+    header, rows = read_csv(path, what)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    return rows
 
 
 def to_float(text: Optional[str]) -> float:

@@ -48,9 +48,11 @@ def _block(cell: dict[str, Any], name: str) -> tuple[list[int], list[float]]:
 
 
 def kept_cells(genotype: dict[str, Any]) -> list[str]:
-    """Cells that still carry something: an edge or a node in SSB/CSB."""
+    """Cells that still carry something: an edge or a node in SSB/CSB (an `absent` cell, written
+    as a plain word instead of a mapping, carries nothing)."""
     cells = genotype.get("cells") or {}
-    kept = [name for name, c in cells.items() if _edges(c) or _block(c, "ssb")[0] or _block(c, "csb")[0]]
+    kept = [name for name, c in cells.items()
+            if isinstance(c, dict) and (_edges(c) or _block(c, "ssb")[0] or _block(c, "csb")[0])]
     return sorted(kept, key=cell_sort_key)
 
 
@@ -225,8 +227,11 @@ def build_network_figure(genotype: dict[str, Any], title: str) -> Figure:
     ax.set_xlim(-1.2, dx + 1.2)
     ax.set_ylim(-bottom - 0.8, -0.3)
     ax.axis("off")
-    dropped = sorted(set(genotype.get("cells") or {}) - set(cells))
-    subtitle = f"{len(levels)} kept skip(s)" + (f"; dropped: {', '.join(dropped)}" if dropped else "")
+    listed = genotype.get("cells") or {}
+    absent = sorted((n for n, c in listed.items() if not isinstance(c, dict)), key=cell_sort_key)
+    dropped = sorted(set(listed) - set(cells) - set(absent), key=cell_sort_key)
+    subtitle = (f"{len(levels)} kept skip(s)" + (f"; dropped: {', '.join(dropped)}" if dropped else "")
+                + (f"; absent: {', '.join(absent)}" if absent else ""))
     ax.set_title(subtitle, fontsize=8)
     _op_legend(fig, sort_ops({e["op"] for c in cells.values() for e in _edges(c)}))
     fig.suptitle(title)
