@@ -146,3 +146,9 @@ def test_pairing_errors():
 
 def test_format_p():
     assert [format_p(p) for p in (0.0004, 0.0312, 0.5, 0.999, None)] == ["< 0.001", "0.031", "0.500", "1.00", "–"]
+
+
+def test_float_noise_neither_breaks_ties_nor_hides_zeros():
+    # per-image CSV values: 0.85 - 0.80 and 0.75 - 0.70 differ in the last bits, 0.3 - 0.1 - 0.2 is -2.8e-17
+    r = signed_rank_test([0.85 - 0.80, -(0.75 - 0.70), 0.3 - 0.1 - 0.2])
+    assert (r.n, r.statistic) == (2, 1.5)  # one zero dropped, the two 0.05 tie at rank 1.5
