@@ -397,15 +397,16 @@ def data_differences(results: Sequence[RunResult]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- reference
-def choose_reference(table: CompareTable, requested: Optional[str] = None) -> tuple[Optional[str], str]:
+def choose_reference(table: CompareTable, requested: Optional[str] = None,
+                     requested_by: str = "--reference") -> tuple[Optional[str], str]:
     """(reference label, why): the requested row, else the best `baseline` row by mean Dice,
     else (no baseline) the best row by mean Dice."""
     labels = [r.label for r in table.rows]
     if requested is not None:
         if requested not in labels:
-            raise UserError(f"compare: --reference {requested}: no such model on the {table.dataset} "
+            raise UserError(f"compare: {requested_by} {requested}: no such model on the {table.dataset} "
                             f"(models: {', '.join(labels) or 'none'})")
-        return requested, "chosen with --reference / the suite's reference:"
+        return requested, f"set by {requested_by}"
 
     def dice(row: TableRow) -> float:
         stat = row.stats.get("dice")
@@ -535,14 +536,15 @@ def compare_dataset(results: Sequence[RunResult], dataset: str, reference: Optio
 
 def build_comparison(results: Sequence[RunResult], reference: Optional[str] = None,
                      random_pairs: Optional[Sequence[tuple[str, str]]] = None,
-                     n_boot: int = N_BOOT) -> Comparison:
+                     n_boot: int = N_BOOT, reference_by: str = "--reference") -> Comparison:
     """Every dataset's table and paired statistics. The reference is chosen once, on the test split
-    (or the first dataset when no run has test-split metrics), and used for every dataset."""
+    (or the first dataset when no run has test-split metrics), and used for every dataset;
+    `reference_by` says where a given `reference` came from (for the report and errors)."""
     names = dataset_names(results)
     counted = [n for n in names if compare_table(results, dataset=n).rows]
     if not counted:
         details = "; ".join(f"{r.run_dir}: {why}" for r, why in compare_table(results).excluded)
         raise UserError(f"compare: no run has test metrics to compare ({details})")
-    ref, why = choose_reference(compare_table(results, dataset=counted[0]), reference)
+    ref, why = choose_reference(compare_table(results, dataset=counted[0]), reference, reference_by)
     return Comparison(results=list(results), reference=ref, reference_reason=why,
                       datasets=[compare_dataset(results, n, ref, random_pairs, n_boot) for n in counted])

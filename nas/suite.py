@@ -579,8 +579,8 @@ def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference:
     evaluate_runs(suite.evaluate_on, run_dirs, out_dir, lambda text: _log(suite, text))
     atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())  # once the runs are accepted
     results = collect_runs(run_dirs, labels, datasets=[d.name for d in suite.evaluate_on])
-    comparison = build_comparison(results, reference=reference or suite.reference,
-                                  random_pairs=suite.random_pairs())
+    comparison = build_comparison(results, reference=reference or suite.reference, random_pairs=suite.random_pairs(),
+                                  reference_by="--reference" if reference else "the suite's reference:")
     written = write_report(comparison, out_dir / "report.md", title=f"Suite {suite.name}")
     return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, results=results, comparison=comparison,
                     written=written)

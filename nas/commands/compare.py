@@ -54,29 +54,27 @@ def print_table(table) -> None:
 
 
 def print_statistics(ds) -> None:
-    """Paired differences of one dataset: one row per model, Δ [CI] p per metric, and the words."""
+    """Paired Dice and Jaccard differences of one dataset (every metric: the words below the table
+    and the report), within-noise rows dimmed."""
     from rich.table import Table
 
-    from nas.comparison import METRIC_HEADERS
     from nas.report import contrast_words
     from nas.stats import format_p
 
     contrasts = [*ds.versus_reference, *ds.searched_vs_random]
     if not contrasts:
         return
-    out = Table(title=f"{ds.dataset}: paired differences (Δ mean [95% CI], p; dim = within noise)")
-    out.add_column("Model", style="bold")
-    out.add_column("vs")
-    metrics = list(contrasts[0].diffs)
-    for m in metrics:
-        out.add_column(METRIC_HEADERS.get(m, m), justify="right")
+    out = Table(title=f"{ds.dataset}: paired differences (model - reference; dim = Dice within noise)")
+    for name in ("Model", "vs", "Dice Δ", "95% CI", "p", "Jaccard Δ", "95% CI", "p", "Images × seeds"):
+        out.add_column(name, justify="left" if name in ("Model", "vs") else "right")
     for c in contrasts:
         cells = []
-        for m in metrics:
+        for m in ("dice", "jaccard"):
             d = c.diffs[m]
-            text = f"{d.mean:+.4f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] p {format_p(d.p)}"
-            cells.append(f"[dim]{text}[/]" if d.within_noise else text)
-        out.add_row(c.model, c.reference, *cells)
+            cells += [f"{d.mean:+.4f}", f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]", format_p(d.p)]
+        d = c.diffs["dice"]
+        out.add_row(c.model, c.reference, *cells, f"{d.n_images} × {d.n_seeds}",
+                    style="dim" if d.within_noise else None)
     console = _console()
     console.print(out)
     for c in contrasts:
