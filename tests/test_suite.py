@@ -447,7 +447,9 @@ def test_shipped_sample_suite_loads():
     assert cfg.data.limit == 40 and suite.reference == "unet_w8" and suite.random_pairs() == [("searched", "random")]
     (ds,) = suite.evaluate_on
     assert ds.root == (REPO / "data" / "isic2017-sample-heldout").resolve() and ds.layout == "folder"
-    assert "/work" not in (REPO / "experiments" / "suite_isic2017_sample.yaml").read_text()
+    raw = yaml.safe_load((REPO / "experiments" / "suite_isic2017_sample.yaml").read_text())
+    roots = [o.partition("=")[2] for o in raw["base"]["set"] if o.startswith("data.root=")]
+    assert roots and not any(Path(p).is_absolute() for p in roots + [d["root"] for d in raw["evaluate_on"]])
 
 
 def test_make_heldout_set_tool(tmp_path):
