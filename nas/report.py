@@ -1,206 +1,77 @@
-"""`nas compare`: one table (and charts) from the `summary.json` of finished runs.
+"""The comparison report: Markdown (renders on GitHub), CSV and PNG charts from a `Comparison`.
 
-Runs are grouped by model label, so several seeds of one model become one row with mean ± std
-(sample standard deviation, n-1). The best value of each column is marked: highest for quality
-metrics, lowest for cost (parameters, MACs, training time, latency). Best is decided on the
-values as displayed, so two rows that print the same number are both marked.
+One section per dataset (the runs' own test split, then every external dataset): the table of
+mean ± sample std over seeds with the best value of each column in bold, the paired
+differences of every model against the reference (and searched vs random) in numbers and in
+words, a per-image scatter against the reference, and a gallery of each model's best and worst
+cases where predictions were saved. What the statistics mean is written at the end of the report.
 
-Only run-folder files are read, so a report can be rebuilt anywhere from copied run folders.
+Best is decided on the values as displayed, so two rows that print the same number are both
+marked. Only run-folder files are read (see :mod:`nas.comparison`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import math
-import statistics
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
+from nas.comparison import (COLUMNS, METRIC_HEADERS, TEST_SPLIT, CompareTable, Comparison, Contrast,
+                            DatasetComparison, TableRow, data_differences)
 from nas.errors import UserError
 from nas.runs import atomic_write_text
+from nas.stats import ALPHA, EXACT_MAX_N, LEVEL, N_BOOT, format_p
+
+GALLERY_CASES = 2  # best and worst images per model in the gallery
+
+HOW_TO_READ = f"""\
+## How to read the statistics
+
+- **Δ** is the mean paired difference *model − reference* of a metric: per image, then the mean
+  over images, then the mean over seeds. Both sides must have scored the same images; runs
+  evaluated on different test sets are refused.
+- **Pairing.** When the model and the reference were trained with the same seeds, seed *s* of
+  the model is paired with seed *s* of the reference (same split, same images). Otherwise each
+  side is first averaged per image over its seeds (this needs every seed to have scored the same
+  images, as on an external dataset or an official split; if not, only the seeds both sides have
+  are paired, and the report says so). A random-genotype row is averaged per image over its
+  samples within each seed, i.e. it stands for "a random genotype of this space" on average.
+- **95 % CI**: percentile bootstrap, {N_BOOT:,} replicates, fixed generator seed (the same
+  numbers on every rebuild). Each replicate draws the seeds with replacement and the images with
+  replacement: one image draw shared by all seeds when every seed scored the same images
+  (*crossed*), one draw per seed when each seed has its own test split (*nested*), images only
+  with one seed. The interval therefore carries both test-set and seed-to-seed variation, not
+  the variation between random-genotype samples.
+- **p**: two-sided Wilcoxon signed-rank test on one difference per image (its mean over the
+  paired seeds); zero differences dropped, tied |differences| get mid-ranks; exact sign-flip
+  distribution up to {EXACT_MAX_N} non-zero differences, normal approximation with tie and
+  continuity correction above. It treats the images as the unit, conditional on the trained
+  models.
+- **Within noise**: the CI contains 0 or p ≥ {ALPHA}. Otherwise the model is *better* (Δ > 0;
+  every metric here is higher-is-better) or *worse* than the reference. No correction for
+  multiple comparisons: with six metrics and several models, a few p < {ALPHA} are expected by
+  chance; read Dice first and look for agreement across metrics and datasets.
+"""
 
 
-# ----------------------------------------------------------------------------- runs
-@dataclass
-class RunResult:
-    """What `compare` needs from one run folder's summary.json."""
-
-    run_dir: Path
-    label: str
-    params: Optional[float]
-    macs: Optional[float]
-    test: dict[str, float]
-    train_time_s: Optional[float]
-    latency_ms_batch1: Optional[float]
-    seed: Optional[int]
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def model_label(summary: dict[str, Any]) -> str:
-    """Model name for baselines; for a searched net the genotype file's stem, or its folder's name
-    when the file is just `genotype.yaml` (as `nas discretize` writes it into the run folder)."""
-    genotype = summary.get("genotype")
-    if genotype:
-        path = Path(str(genotype))
-        if path.stem != "genotype" or not path.parent.name:
-            return path.stem
-        return path.parent.name
-    return str(summary.get("model") or "unknown")
-
-
-def _number(value: Any) -> Optional[float]:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def read_result(run_dir: str | Path, label: Optional[str] = None) -> RunResult:
-    run_dir = Path(run_dir)
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise UserError(f"{path}: not found; is {run_dir} a finished run folder (nas retrain / nas evaluate)?")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path}: not valid JSON") from None
-    if not isinstance(summary, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    if summary.get("kind") == "search":
-        raise UserError(f"{path}: this is a search run (no test metrics); compare retrained runs "
-                        f"(nas discretize, then nas retrain --genotype)")
-    test = summary.get("test") or {}
-    return RunResult(
-        run_dir=run_dir, label=label or model_label(summary),
-        params=_number(summary.get("params")), macs=_number(summary.get("macs")),
-        test={k: float(v) for k, v in test.items() if _number(v) is not None},
-        train_time_s=_number(summary.get("train_time_s")),
-        latency_ms_batch1=_number(summary.get("latency_ms_batch1")),
-        seed=summary.get("seed"), data=(summary.get("data") if isinstance(summary.get("data"), dict) else {"source": summary.get("data")}),
-    )
-
-
-def collect_runs(run_dirs: Sequence[str | Path], labels: Optional[Sequence[Optional[str]]] = None) -> list[RunResult]:
-    """Read every run's summary.json; `labels` (one per run, None = derived) override the grouping
-    label, which the suite uses to name rows after its entries."""
-    if not run_dirs:
-        raise UserError("compare: no run folders given")
-    labels = list(labels) if labels is not None else [None] * len(run_dirs)
-    if len(labels) != len(run_dirs):
-        raise ValueError("collect_runs: one label per run folder expected")
-    return [read_result(d, label) for d, label in zip(run_dirs, labels)]
-
-
-# ----------------------------------------------------------------------------- table
-@dataclass(frozen=True)
-class Column:
-    key: str
-    header: str
-    higher_is_better: bool
-    decimals: int
-    scale: float = 1.0
-
-    def value(self, r: RunResult) -> Optional[float]:
-        if self.key in METRICS:
-            return r.test.get(self.key)
-        return getattr(r, self.key)
-
-    def display(self, value: float) -> float:
-        return round(value / self.scale, self.decimals)
-
-    def text(self, value: Optional[float]) -> str:
-        return "–" if value is None else f"{value / self.scale:.{self.decimals}f}"
-
-    @property
-    def title(self) -> str:
-        return f"{self.header} {'↑' if self.higher_is_better else '↓'}"
-
-
-METRICS = ("dice", "jaccard", "jaccard_t", "accuracy", "sensitivity", "specificity")
-COLUMNS: tuple[Column, ...] = (
-    Column("dice", "Dice", True, 4),
-    Column("jaccard", "Jaccard", True, 4),
-    Column("jaccard_t", "Jaccard (t=0.65)", True, 4),
-    Column("accuracy", "Accuracy", True, 4),
-    Column("sensitivity", "Sensitivity", True, 4),
-    Column("specificity", "Specificity", True, 4),
-    Column("params", "Params (M)", False, 3, 1e6),
-    Column("macs", "MACs (G)", False, 3, 1e9),
-    Column("train_time_s", "Train time (s)", False, 1),
-    Column("latency_ms_batch1", "Latency bs1 (ms)", False, 2),
-)
-
-
-@dataclass(frozen=True)
-class Stat:
-    mean: float
-    std: Optional[float]  # None with fewer than two values
-
-
-@dataclass
-class TableRow:
-    label: str
-    runs: list[RunResult]
-    stats: dict[str, Optional[Stat]]
-
-    @property
-    def seeds(self) -> list[Any]:
-        return [r.seed for r in self.runs]
-
-
-@dataclass
-class CompareTable:
-    columns: tuple[Column, ...]
-    rows: list[TableRow]
-    best: dict[str, set[str]]  # column key -> labels of the best row(s)
-
-    def cell(self, row: TableRow, column: Column) -> str:
-        """`0.8123 ± 0.0050` (several runs), `0.8123` (one run) or `–` (not reported)."""
-        stat = row.stats[column.key]
-        if stat is None:
-            return "–"
-        text = column.text(stat.mean)
-        return text if stat.std is None else f"{text} ± {column.text(stat.std)}"
-
-    def is_best(self, row: TableRow, column: Column) -> bool:
-        return row.label in self.best.get(column.key, set())
-
-
-def _stat(values: list[float]) -> Optional[Stat]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return None
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return Stat(mean=statistics.fmean(values), std=std)
-
-
-def compare_table(results: Sequence[RunResult], columns: tuple[Column, ...] = COLUMNS) -> CompareTable:
-    """Group runs by label (in order of first appearance) and mark the best row per column."""
-    groups: dict[str, list[RunResult]] = {}
-    for r in results:
-        groups.setdefault(r.label, []).append(r)
-    rows = [TableRow(label, runs, {c.key: _stat([c.value(r) for r in runs]) for c in columns})
-            for label, runs in groups.items()]
-    best: dict[str, set[str]] = {}
-    for c in columns:
-        shown = {row.label: c.display(row.stats[c.key].mean) for row in rows if row.stats[c.key] is not None}
-        if shown:
-            target = (max if c.higher_is_better else min)(shown.values())
-            best[c.key] = {label for label, v in shown.items() if v == target}
-    return CompareTable(columns=columns, rows=rows, best=best)
-
-
-# ----------------------------------------------------------------------------- renderers
-def _runs_text(row: TableRow) -> str:
-    seeds = [str(s) for s in row.seeds if s is not None]
-    return f"{len(row.runs)}" + (f" (seeds {', '.join(seeds)})" if seeds else "")
+# ----------------------------------------------------------------------------- tables
+def runs_text(row: TableRow) -> str:
+    """`2 (seeds 1, 2)`, or `4 (2 samples; seeds 1, 2)` for random genotypes."""
+    parts = []
+    if row.samples:
+        parts.append(f"{len(row.samples)} samples")
+    if row.seeds:
+        parts.append(f"seeds {', '.join(str(s) for s in row.seeds)}")
+    return f"{len(row.runs)}" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def table_markdown(table: CompareTable) -> str:
-    header = ["Model", "Runs", *(c.title for c in table.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(table.columns)) + "|"]
+    header = ["Model", "Kind", "Runs", *(c.title for c in table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(table.columns)) + "|"]
     for row in table.rows:
-        cells = [row.label, _runs_text(row)]
+        cells = [row.label, row.kind, runs_text(row)]
         for c in table.columns:
             text = table.cell(row, c)
             cells.append(f"**{text}**" if table.is_best(row, c) else text)
@@ -208,60 +79,186 @@ def table_markdown(table: CompareTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_csv(table: CompareTable) -> str:
-    """Same numbers, unscaled units (params, MACs as counts), mean and std as separate columns."""
+def table_csv(tables: list[CompareTable]) -> str:
+    """Every dataset's rows, unscaled units (params, MACs as counts), mean and std as separate
+    columns; cost columns are empty outside the test split."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["model", "runs", "seeds", *(f"{c.key}_{s}" for c in table.columns for s in ("mean", "std"))])
-    for row in table.rows:
-        values: list[Any] = []
-        for c in table.columns:
-            stat = row.stats[c.key]
-            values += ["", ""] if stat is None else [repr(stat.mean), "" if stat.std is None else repr(stat.std)]
-        writer.writerow([row.label, len(row.runs), " ".join(str(s) for s in row.seeds if s is not None), *values])
+    writer.writerow(["dataset", "model", "kind", "runs", "seeds", "samples",
+                     *(f"{c.key}_{s}" for c in COLUMNS for s in ("mean", "std"))])
+    for table in tables:
+        for row in table.rows:
+            values: list[Any] = []
+            for c in COLUMNS:
+                stat = row.stats.get(c.key)
+                values += ["", ""] if stat is None else [repr(stat.mean), "" if stat.std is None else repr(stat.std)]
+            writer.writerow([table.dataset, row.label, row.kind, len(row.runs), " ".join(map(str, row.seeds)),
+                             " ".join(map(str, row.samples)), *values])
     return buf.getvalue()
 
 
-def data_differences(results: Sequence[RunResult]) -> list[str]:
-    """`image_size: 64, 128` for every data setting that is not the same in all runs."""
-    keys = sorted({k for r in results for k in r.data})
-    diffs = []
-    for k in keys:
-        seen = []
-        for r in results:
-            v = json.dumps(r.data.get(k), sort_keys=True)
-            if v not in seen:
-                seen.append(v)
-        if len(seen) > 1:
-            diffs.append(f"{k}: {', '.join(seen)}")
-    return diffs
+# ----------------------------------------------------------------------------- statistics
+def _verdict(diff) -> str:
+    return "within noise" if diff.within_noise else ("better" if diff.mean > 0 else "worse")
 
 
-def write_report(results: Sequence[RunResult], out_path_md: str | Path, title: str = "Model comparison") -> list[Path]:
-    """Write `<name>.md` (table first, then charts), `<name>.csv` and the charts next to it.
+def _diff_text(diff) -> str:
+    return f"{diff.mean:+.4f} [{diff.ci_low:+.4f}, {diff.ci_high:+.4f}], p {format_p(diff.p)}"
 
-    Every file is written atomically. Returns the written paths, Markdown first.
-    """
+
+def contrast_words(c: Contrast) -> str:
+    """One line: which metrics differ beyond noise (with numbers), and that the rest are within it."""
+    beyond = [(m, d) for m, d in c.diffs.items() if not d.within_noise]
+    within = [METRIC_HEADERS.get(m, m) for m, d in c.diffs.items() if d.within_noise]
+    dice = c.diffs.get("dice")
+    head = f"**{c.model}** vs {c.reference}"
+    if not beyond:
+        text = f"{head}: every difference is within noise"
+        if dice is not None:
+            text += f" (Dice Δ {_diff_text(dice)})"
+        return text + "."
+    parts = [f"{_verdict(d)} in {METRIC_HEADERS.get(m, m)} (Δ {_diff_text(d)})" for m, d in beyond]
+    text = f"{head}: " + "; ".join(parts)
+    if within:
+        text += f"; within noise in {', '.join(within)}"
+    return text + "."
+
+
+def stats_markdown(contrasts: list[Contrast]) -> str:
+    lines = ["| Model | vs | Metric | Δ mean | 95 % CI | p | Images × seeds | Pairing | Verdict |",
+             "|---|---|---|---:|---|---:|---:|---|---|"]
+    for c in contrasts:
+        for m, d in c.diffs.items():
+            lines.append(f"| {c.model} | {c.reference} | {METRIC_HEADERS.get(m, m)} | {d.mean:+.4f} | "
+                         f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {format_p(d.p)} | {d.n_images} × {d.n_seeds} | "
+                         f"{d.pairing} ({d.design}) | {_verdict(d)} |")
+    return "\n".join(lines) + "\n"
+
+
+def stats_csv(datasets: list[DatasetComparison]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["dataset", "comparison", "model", "reference", "metric", "mean_diff", "ci_low", "ci_high",
+                     "p_value", "test", "w_plus", "n_nonzero", "n_images", "n_seeds", "pairing", "bootstrap",
+                     "verdict"])
+    for ds in datasets:
+        for what, contrasts in (("vs reference", ds.versus_reference), ("searched vs random", ds.searched_vs_random)):
+            for c in contrasts:
+                for m, d in c.diffs.items():
+                    writer.writerow([ds.dataset, what, c.model, c.reference, m, repr(d.mean), repr(d.ci_low),
+                                     repr(d.ci_high), repr(d.p), d.test.method, d.test.statistic, d.test.n,
+                                     d.n_images, d.n_seeds, d.pairing, d.design, _verdict(d)])
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- charts
+def slug(dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-") or "data"
+
+
+def _gallery(ds: DatasetComparison, md_path: Path) -> list[tuple[str, Optional[Path], str]]:
+    """(model, figure, why not drawn) for every row that has saved predictions on this dataset:
+    its run with the lowest seed (and sample), drawn by the `nas plot predictions` figure code."""
+    from nas.plots.common import save_figure
+    from nas.plots.predictions import predictions_figure
+
+    out = []
+    for row in ds.table.rows:
+        runs = [r for r in row.runs if r.scores[ds.dataset].predictions is not None]
+        if not runs:
+            continue
+        run = min(runs, key=lambda r: (r.seed is None, r.seed or 0, r.sample or 0))
+        scores = run.scores[ds.dataset]
+        seed = f", seed {run.seed}" if run.seed is not None else ""
+        title = f"{row.label}{seed} on {ds.dataset}: best and worst by Dice"
+        try:
+            fig = predictions_figure(scores.folder, GALLERY_CASES, scores.predictions, title=title)
+        except UserError as exc:  # a moved image folder should not cost the whole report
+            out.append((row.label, None, str(exc)))
+            continue
+        path = md_path.with_name(f"{md_path.stem}_{slug(ds.dataset)}_gallery_{slug(row.label)}.png")
+        out.append((row.label, save_figure(fig, path), ""))
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+def _dataset_title(ds: DatasetComparison) -> str:
+    if ds.dataset == TEST_SPLIT:
+        return "Test split"
+    scores = [r.scores[ds.dataset] for row in ds.table.rows for r in row.runs]
+    sources = sorted({s.data for s in scores if s.data})
+    images = sorted({s.images for s in scores if s.images is not None})
+    detail = ", ".join(x for x in (", ".join(f"`{s}`" for s in sources),
+                                   f"{'/'.join(map(str, images))} images" if images else "") if x)
+    return f"Dataset `{ds.dataset}`" + (f" ({detail})" if detail else "")
+
+
+def _dataset_section(ds: DatasetComparison, reference: Optional[str], md_path: Path,
+                     written: list[Path]) -> str:
+    parts = [f"\n## {_dataset_title(ds)}\n\n", table_markdown(ds.table)]
+    parts.append("\nMean ± sample std over runs of the same model (seeds; random genotypes: samples × seeds); "
+                 "**bold** = best (↑ higher is better, ↓ lower is better). Metrics are per-image means "
+                 "(ISIC challenge definitions).\n")
+    if ds.notes:
+        parts.append("\n" + "".join(f"- {n}\n" for n in ds.notes))
+    if ds.versus_reference:
+        parts.append(f"\n### Paired differences vs {reference}\n\n")
+        parts += [f"- {contrast_words(c)}{f' ({c.note})' if c.note else ''}\n" for c in ds.versus_reference]
+        parts += ["\n", stats_markdown(ds.versus_reference)]
+        chart = md_path.with_name(f"{md_path.stem}_{slug(ds.dataset)}_per_image.png")
+        from nas.plots.compare import per_image_chart
+
+        written.append(per_image_chart(ds.versus_reference, chart,
+                                       title=f"Per-image Dice vs {reference} ({ds.dataset})"))
+        parts.append(f"\n![per-image Dice vs {reference}]({chart.name})\n")
+    if ds.searched_vs_random:
+        parts.append("\n### Searched vs random\n\n")
+        parts += [f"- {contrast_words(c)}{f' ({c.note})' if c.note else ''}\n" for c in ds.searched_vs_random]
+        parts += ["\n", stats_markdown(ds.searched_vs_random)]
+    gallery = _gallery(ds, md_path)
+    if gallery:
+        parts.append("\n### Best and worst cases\n")
+        for label, path, why in gallery:
+            if path is not None:
+                written.append(path)
+                parts.append(f"\n![{label}]({path.name})\n")
+            else:
+                parts.append(f"\n{label}: gallery not drawn ({why})\n")
+    return "".join(parts)
+
+
+def write_report(comparison: Comparison, out_path_md: str | Path, title: str = "Model comparison") -> list[Path]:
+    """Write `<name>.md`, `<name>.csv` (every table), `<name>_stats.csv` (paired statistics) and
+    the charts next to it. Every file is written atomically. Returns the written paths,
+    Markdown first."""
     from nas.plots.compare import bar_chart, scatter_chart
 
     md_path = Path(out_path_md)
     if md_path.suffix != ".md":
         md_path = md_path.with_suffix(".md")
-    table = compare_table(results)
-    charts = [scatter_chart(table, md_path.with_name(f"{md_path.stem}_quality_vs_params.png")),
-              bar_chart(table, md_path.with_name(f"{md_path.stem}_metrics.png"))]
-    csv_path = atomic_write_text(md_path.with_suffix(".csv"), table_csv(table))
-    parts = [f"# {title}\n\n", table_markdown(table),
-             "\nMean ± sample std over runs of the same model (different seeds); **bold** = best "
-             "(↑ higher is better, ↓ lower is better). Test-set metrics are per-image means "
-             "(ISIC challenge definitions).\n"]
-    diffs = data_differences(results)
+    charts: list[Path] = []
+    first = comparison.datasets[0].table
+    overview = [scatter_chart(first, md_path.with_name(f"{md_path.stem}_quality_vs_params.png")),
+                bar_chart(first, md_path.with_name(f"{md_path.stem}_metrics.png"))]
+    csv_path = atomic_write_text(md_path.with_suffix(".csv"), table_csv([d.table for d in comparison.datasets]))
+    stats_path = atomic_write_text(md_path.with_name(f"{md_path.stem}_stats.csv"), stats_csv(comparison.datasets))
+    parts = [f"# {title}\n\n"]
+    if comparison.reference:
+        parts.append(f"Reference: **{comparison.reference}** ({comparison.reference_reason}). Every other model "
+                     f"is compared with it on the same images: mean paired difference Δ, its {LEVEL:.0%} bootstrap "
+                     f"interval and a Wilcoxon signed-rank p (see [How to read the statistics]"
+                     f"(#how-to-read-the-statistics)).\n")
+    diffs = data_differences(comparison.results)
     if diffs:
         parts.append("\n**Warning: the runs did not use the same data settings**, so the rows are not "
                      "directly comparable: " + "; ".join(diffs) + ".\n")
-    parts.append("\n## Charts\n")
-    parts += [f"\n![{p.stem}]({p.name})\n" for p in charts]
-    parts.append("\n## Runs\n\n| Model | Seed | Run folder |\n|---|---|---|\n")
-    parts += [f"| {r.label} | {r.seed if r.seed is not None else '–'} | `{r.run_dir}` |\n" for r in results]
+    for ds in comparison.datasets:
+        parts.append(_dataset_section(ds, comparison.reference, md_path, charts))
+    parts.append(f"\n## Charts ({first.dataset})\n")
+    parts += [f"\n![{p.stem}]({p.name})\n" for p in overview]
+    parts.append("\n" + HOW_TO_READ)
+    parts.append("\n## Runs\n\n| Model | Kind | Seed | Sample | Run folder |\n|---|---|---|---|---|\n")
+    parts += [f"| {r.label} | {r.kind} | {r.seed if r.seed is not None else '–'} | "
+              f"{r.sample if r.sample is not None else '–'} | `{r.run_dir}` |\n" for r in comparison.results]
     md = atomic_write_text(md_path, "".join(parts))
-    return [md, csv_path, *charts]
+    return [md, csv_path, stats_path, *overview, *charts]

@@ -1,25 +1,32 @@
-"""`nas compare`: a comparison table of finished runs, or a whole benchmark suite.
+"""`nas compare`: a comparison of finished runs with paired statistics, or a whole benchmark suite.
 
-    nas compare RUN_DIR... [-o report.md]      # table of existing runs (+ Markdown/CSV/charts with -o)
-    nas compare --suite FILE [--out DIR]       # train every suite entry × seed, then the report
+    nas compare RUN_DIR... [-o report.md] [--reference NAME]   # existing runs (+ files with -o)
+    nas compare --suite FILE [--out DIR] [--reference NAME]    # train every suite entry × seed, then the report
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare finished runs, or run a benchmark suite",
+    p = sub.add_parser("compare", help="compare finished runs with paired statistics, or run a benchmark suite",
                        description="Groups runs by model (several seeds -> mean ± std), marks the best value of "
-                                   "every column (highest metric, lowest cost) and prints the table. With -o it "
-                                   "also writes Markdown, CSV and charts. With --suite it first trains every "
-                                   "entry of a suite file under one protocol (see experiments/suite_*.yaml).")
+                                   "every column, one table per dataset (the runs' test split and every "
+                                   "RUN/evaluation-<name>/ folder). Every model is compared with a reference on "
+                                   "the same images: mean paired difference, 95% bootstrap interval over images "
+                                   "and seeds, Wilcoxon signed-rank p, and whether the difference is within noise. "
+                                   "With -o it also writes Markdown, CSV and charts. With --suite it first trains "
+                                   "every entry of a suite file under one protocol (see experiments/suite_*.yaml).")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", type=Path,
                    help="run folders with a summary.json (from nas retrain / nas evaluate)")
     p.add_argument("-o", "--output", metavar="REPORT.md", type=Path, default=None,
-                   help="write the report here (plus REPORT.csv and REPORT_*.png next to it)")
+                   help="write the report here (plus REPORT.csv, REPORT_stats.csv and REPORT_*.png next to it)")
+    p.add_argument("--reference", metavar="NAME", default=None,
+                   help="the model every other is compared with (default: the best hand-designed baseline "
+                        "by mean test Dice; a suite file may set reference:)")
     p.add_argument("--suite", metavar="FILE", type=Path, default=None,
                    help="a suite YAML: train its entries (skipping finished runs), then write the report")
     p.add_argument("--out", metavar="DIR", type=Path, default=None,
@@ -28,36 +35,81 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def print_table(table) -> None:
-    """The comparison table on the terminal, best values in bold."""
-    from rich.console import Console
+    """One dataset's comparison table on the terminal, best values in bold."""
     from rich.table import Table
 
-    out = Table(show_lines=False)
+    from nas.report import runs_text
+
+    out = Table(title=table.dataset, show_lines=False)
     out.add_column("Model", style="bold")
+    out.add_column("Kind")
     out.add_column("Runs", justify="right")
     for c in table.columns:
         out.add_column(c.title, justify="right")
     for row in table.rows:
         cells = [table.cell(row, c) for c in table.columns]
-        out.add_row(row.label, str(len(row.runs)),
+        out.add_row(row.label, row.kind, runs_text(row),
                     *(f"[bold green]{t}[/]" if table.is_best(row, c) else t for t, c in zip(cells, table.columns)))
+    _console().print(out)
+
+
+def print_statistics(ds) -> None:
+    """Paired Dice and Jaccard differences of one dataset (every metric: the words below the table
+    and the report), within-noise rows dimmed."""
+    from rich.table import Table
+
+    from nas.report import contrast_words
+    from nas.stats import format_p
+
+    contrasts = [*ds.versus_reference, *ds.searched_vs_random]
+    if not contrasts:
+        return
+    out = Table(title=f"{ds.dataset}: paired differences (model - reference; dim = Dice within noise)")
+    for name in ("Model", "vs", "Dice Δ", "95% CI", "p", "Jaccard Δ", "95% CI", "p", "Images × seeds"):
+        out.add_column(name, justify="left" if name in ("Model", "vs") else "right")
+    for c in contrasts:
+        cells = []
+        for m in ("dice", "jaccard"):
+            d = c.diffs[m]
+            cells += [f"{d.mean:+.4f}", f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]", format_p(d.p)]
+        d = c.diffs["dice"]
+        out.add_row(c.model, c.reference, *cells, f"{d.n_images} × {d.n_seeds}",
+                    style="dim" if d.within_noise else None)
+    console = _console()
+    console.print(out)
+    for c in contrasts:
+        console.print(contrast_words(c).replace("**", ""), markup=False)
+
+
+def _console():
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze 12 columns into 80 characters
         console = Console(width=220)
-    console.print(out)
+    return console
+
+
+def print_comparison(comparison) -> None:
+    for ds in comparison.datasets:
+        print_table(ds.table)
+        for note in ds.notes:
+            print(f"note: {note}", file=sys.stderr)
+        print_statistics(ds)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.comparison import build_comparison, collect_runs
     from nas.errors import UserError
-    from nas.report import collect_runs, compare_table, write_report
+    from nas.report import write_report
 
     if args.suite is not None:
         if args.run_dirs or args.output:
             raise UserError("compare: use either RUN_DIR... [-o FILE] or --suite FILE [--out DIR], not both")
         from nas.suite import run_suite
 
-        result = run_suite(args.suite, args.out)
-        print_table(compare_table(result.results))
+        result = run_suite(args.suite, args.out, reference=args.reference)
+        print_comparison(result.comparison)
         for path in result.written:
             print(path)
         return 0
@@ -65,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("compare: --out is the output folder of --suite; for run folders use -o REPORT.md")
     if not args.run_dirs:
         raise UserError("compare: give run folders (nas compare RUN_DIR...) or a suite (nas compare --suite FILE)")
-    results = collect_runs(args.run_dirs)
-    print_table(compare_table(results))
+    comparison = build_comparison(collect_runs(args.run_dirs), reference=args.reference)
+    print_comparison(comparison)
     if args.output is not None:
-        for path in write_report(results, args.output):
+        for path in write_report(comparison, args.output):
             print(path)
     return 0

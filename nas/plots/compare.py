@@ -1,7 +1,8 @@
-"""Charts for `nas compare`: quality vs parameter count, and per-metric bars with std error bars.
+"""Charts for `nas compare`: quality vs parameter count, per-metric bars with std error bars, and
+per-image model vs reference scatter plots.
 
-They take the already-grouped `CompareTable` so the charts and the table always show the same
-numbers. One colour per model, the same in every panel.
+They take the already-grouped `CompareTable` / paired `Contrast`s so the charts and the tables
+always show the same numbers. One colour per model, the same in every panel.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from pathlib import Path
 
 from matplotlib.ticker import FuncFormatter
 
+from nas.comparison import METRIC_HEADERS, METRICS, CompareTable, Contrast
 from nas.plots.common import new_figure, panel_axes, save_figure
-from nas.report import METRICS, CompareTable  # nas.report imports this module lazily: no cycle
+from nas.stats import format_p
 
 SCATTER_METRICS = ("dice", "jaccard")
 BAR_METRICS = METRICS
@@ -65,4 +67,29 @@ def bar_chart(table: CompareTable, path: Path) -> Path:
         ax.set_title(f"test {cols[key].header}", fontsize=10)
         ax.set_ylim(0.0, 1.12)
         ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)
+
+
+def per_image_chart(contrasts: list[Contrast], path: Path, metric: str = "dice", title: str = "") -> Path:
+    """One panel per model: its per-image `metric` (y) against the reference's (x) on the same
+    images (means over the paired seeds). Points above the diagonal are images the model does
+    better; the panel title gives the paired statistics."""
+    header = METRIC_HEADERS.get(metric, metric)
+    names = [c.model for c in contrasts]
+    cols = min(3, max(1, len(names)))
+    fig = new_figure(3.6 * cols, 3.5 * ((len(names) + cols - 1) // cols) + 0.4)
+    for i, (ax, c) in enumerate(zip(panel_axes(fig, names, max_cols=cols), contrasts)):
+        d = c.diffs[metric]
+        ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle="--")
+        ax.scatter(d.reference_values, d.model_values, s=14, color=f"C{i % 10}", alpha=0.8, edgecolors="none")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"{c.reference} {header}", fontsize=8)
+        ax.set_ylabel(f"{c.model} {header}", fontsize=8)
+        ax.set_title(f"{c.model}: Δ {d.mean:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]\n"
+                     f"p {format_p(d.p)}, {d.n_images} images", fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)

@@ -85,7 +85,7 @@ def _overlay(ax, base, mask, color: tuple[float, float, float], contour=None) ->
 
 
 def build_predictions_figure(run_dir: Path, cases: list[tuple[str, str, float]],
-                             paths: dict[str, dict[str, Optional[Path]]]) -> Figure:
+                             paths: dict[str, dict[str, Optional[Path]]], title: Optional[str] = None) -> Figure:
     names = [f"{tag}:{image_id}:{col}" for tag, image_id, _ in cases for col in COLUMNS]
     fig = new_figure(3 * 2.4, 2.3 * max(len(cases), 1) + 0.4)
     axes = panel_axes(fig, names, max_cols=3)
@@ -109,20 +109,15 @@ def build_predictions_figure(run_dir: Path, cases: list[tuple[str, str, float]],
         for ax in (ax_img, ax_gt, ax_pred):
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"Test predictions, best and worst by Dice: {run_dir.name} (green contour = ground truth)",
-                 fontsize=9)
+    fig.suptitle(f"{title or f'Test predictions, best and worst by Dice: {run_dir.name}'} "
+                 f"(green contour = ground truth)", fontsize=9)
     return fig
 
 
-def plot_predictions(run_dir: str | Path, n: int = 4, out_dir: Optional[str | Path] = None,
-                     fmt: str = "png", predictions_dir: Optional[str | Path] = None) -> list[Path]:
-    """Write `predictions.<fmt>` with the n best and n worst test images by Dice.
-
-    `run_dir` holds `per_image.csv` (a retrain run, or a `nas evaluate --out` folder);
-    `predictions_dir` (default `run_dir/predictions`) holds `index.csv` and the masks, i.e. what
-    `nas evaluate --save-predictions DIR` wrote.
-    """
-    check_format(fmt)
+def predictions_figure(run_dir: str | Path, n: int = 4, predictions_dir: Optional[str | Path] = None,
+                       title: Optional[str] = None) -> Figure:
+    """The figure of `plot_predictions` (n best and n worst by Dice), not yet saved; the
+    comparison report draws its gallery with it."""
     if n < 1:
         raise UserError(f"plot predictions: n must be a positive int, got {n}")
     run_dir = Path(run_dir)
@@ -141,5 +136,17 @@ def plot_predictions(run_dir: str | Path, n: int = 4, out_dir: Optional[str | Pa
                         "mask": _resolve(run_dir, by_id[image_id]["mask_path"], index),
                         "pred": _resolve(run_dir, by_id[image_id]["pred_path"], index)}
              for _, image_id, _ in cases}
-    fig = build_predictions_figure(run_dir, cases, paths)
+    return build_predictions_figure(run_dir, cases, paths, title)
+
+
+def plot_predictions(run_dir: str | Path, n: int = 4, out_dir: Optional[str | Path] = None,
+                     fmt: str = "png", predictions_dir: Optional[str | Path] = None) -> list[Path]:
+    """Write `predictions.<fmt>` with the n best and n worst test images by Dice.
+
+    `run_dir` holds `per_image.csv` (a retrain run, or a `nas evaluate --out` folder);
+    `predictions_dir` (default `run_dir/predictions`) holds `index.csv` and the masks, i.e. what
+    `nas evaluate --save-predictions DIR` wrote.
+    """
+    check_format(fmt)
+    fig = predictions_figure(run_dir, n, predictions_dir)
     return [save_figure(fig, plots_dir(run_dir, out_dir) / f"predictions.{fmt}")]

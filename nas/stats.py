@@ -1,0 +1,270 @@
+"""Paired statistics for model comparisons: is "A beats B" more than seed and test-set noise?
+
+Two models scored on the same test images give one per-image difference per image (and per
+seed, when both were trained with the same seeds). From these, with numpy only and
+deterministically (a fixed generator seed):
+
+- **mean paired difference**: the mean over seeds of the mean over that seed's images;
+- **95 % bootstrap interval** (percentile) of that mean, resampling what varies between
+  repetitions of the experiment: the test images and, where there are several, the seeds
+  (:func:`bootstrap_mean_ci`, two designs: *crossed* when every seed scored the same images,
+  *nested* when each seed has its own test split);
+- **p-value** of the Wilcoxon signed-rank test on one difference per distinct image (its mean
+  over the seeds that scored it), zeros dropped, tied |differences| given mid-ranks; exact
+  (the full sign-flip distribution, computed by dynamic programming) up to
+  :data:`EXACT_MAX_N` non-zero differences, normal approximation with tie and continuity
+  correction above.
+
+Why both: the p-value treats the images as the unit (do the two models differ on images like
+these?), while the interval also carries the seed-to-seed spread of training. A difference is
+called *within noise* when the interval contains 0 or p ≥ 0.05.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Hashable, Mapping, Optional, Sequence
+
+import numpy as np
+
+EXACT_MAX_N = 200  # exact signed-rank distribution up to this many non-zero differences
+TIE_DECIMALS = 9  # differences are rounded to this before ranking: per-image CSVs hold 6 decimals, and
+                  # 0.85 - 0.80 must tie with 0.75 - 0.70 (and 0.7 - 0.7 be zero) despite float error
+N_BOOT = 10_000
+BOOT_SEED = 0
+LEVEL = 0.95
+ALPHA = 0.05
+_CHUNK = 1000  # bootstrap replicates drawn at a time (bounds memory to chunk x images)
+
+
+# ----------------------------------------------------------------------------- signed-rank test
+@dataclass(frozen=True)
+class SignedRank:
+    statistic: float  # W+, the sum of the ranks of the positive differences
+    n: int            # non-zero differences (zeros are dropped)
+    p: float          # two-sided
+    method: str       # "exact", "normal" or "none" (no non-zero difference)
+
+
+def midranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=float)
+    sorted_vals = values[order]
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or sorted_vals[end] != sorted_vals[start]:
+            ranks[order[start:end]] = (start + 1 + end) / 2.0
+            start = end
+    return ranks
+
+
+def _exact_p(ranks: np.ndarray, w_plus: float) -> float:
+    """Two-sided p of W+ under random signs: the distribution of the sum of a random subset of the
+    (mid-)ranks, by dynamic programming over doubled ranks (mid-ranks are halves of integers)."""
+    doubled = np.rint(2 * ranks).astype(np.int64)
+    dist = np.zeros(int(doubled.sum()) + 1)
+    dist[0] = 1.0
+    for r in doubled:
+        shifted = np.zeros_like(dist)
+        shifted[r:] = dist[:-r]
+        dist = 0.5 * (dist + shifted)
+    t = int(round(2 * w_plus))
+    low, high = dist[:t + 1].sum(), dist[t:].sum()
+    return float(min(1.0, 2.0 * min(low, high)))
+
+
+def _normal_p(ranks: np.ndarray, w_plus: float) -> float:
+    """Two-sided p of W+ by the normal approximation, with tie and continuity correction."""
+    n = len(ranks)
+    mean = n * (n + 1) / 4.0
+    _, counts = np.unique(ranks, return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - float(np.sum(counts ** 3 - counts)) / 48.0
+    if var <= 0:
+        return 1.0
+    dev = abs(w_plus - mean)
+    z = max(dev - 0.5, 0.0) / math.sqrt(var)
+    return float(min(1.0, math.erfc(z / math.sqrt(2.0))))
+
+
+def signed_rank_test(differences: Sequence[float], exact_max_n: int = EXACT_MAX_N) -> SignedRank:
+    """Wilcoxon signed-rank test of "the differences are symmetric around 0" (two-sided)."""
+    d = np.asarray(differences, dtype=float)
+    if not np.all(np.isfinite(d)):
+        raise ValueError("signed_rank_test: differences must be finite")
+    d = np.round(d, TIE_DECIMALS)
+    nonzero = d[d != 0]
+    if len(nonzero) == 0:
+        return SignedRank(0.0, 0, 1.0, "none")
+    ranks = midranks(np.abs(nonzero))
+    w_plus = float(ranks[nonzero > 0].sum())
+    if len(nonzero) <= exact_max_n:
+        return SignedRank(w_plus, len(nonzero), _exact_p(ranks, w_plus), "exact")
+    return SignedRank(w_plus, len(nonzero), _normal_p(ranks, w_plus), "normal")
+
+
+# ----------------------------------------------------------------------------- bootstrap
+def _counts(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
+    """[rows, n]: how often each of n items is drawn in n draws with replacement, per row."""
+    picks = rng.integers(n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+    return np.bincount(picks.ravel(), minlength=rows * n).reshape(rows, n)
+
+
+def _weighted_means(rng: np.random.Generator, values: np.ndarray, replicates: int) -> np.ndarray:
+    """`replicates` means of `values` resampled with replacement."""
+    n = len(values)
+    out = np.empty(replicates)
+    for start in range(0, replicates, _CHUNK):
+        stop = min(start + _CHUNK, replicates)
+        out[start:stop] = _counts(rng, n, stop - start) @ values / n
+    return out
+
+
+def bootstrap_means(layers: Sequence[np.ndarray], crossed: bool, n_boot: int = N_BOOT,
+                    seed: int = BOOT_SEED) -> np.ndarray:
+    """Bootstrap replicates of the mean over layers (seeds) of the mean over images.
+
+    `layers` holds one array of per-image values per seed. *Crossed* (every layer has the same
+    images, in the same order): each replicate draws the seeds with replacement and, once, the
+    images with replacement, shared by every drawn seed (an image is hard or easy for every
+    model). *Nested* (each seed has its own images): each replicate draws the seeds with
+    replacement and, for every drawn seed, its own images with replacement. One layer: a plain
+    bootstrap over images.
+    """
+    if not layers or any(len(x) == 0 for x in layers):
+        raise ValueError("bootstrap_means: every layer needs at least one value")
+    rng = np.random.default_rng(seed)
+    s = len(layers)
+    if crossed:
+        data = np.stack([np.asarray(x, dtype=float) for x in layers])  # [S, N]
+        n = data.shape[1]
+        out = np.empty(n_boot)
+        for start in range(0, n_boot, _CHUNK):
+            b = min(start + _CHUNK, n_boot) - start
+            seed_counts = _counts(rng, s, b) if s > 1 else np.ones((b, 1))
+            image_counts = _counts(rng, n, b)
+            out[start:start + b] = ((seed_counts @ data) * image_counts).sum(1) / (s * n)
+        return out
+    picks = rng.integers(s, size=(n_boot, s)) if s > 1 else np.zeros((n_boot, 1), dtype=np.int64)
+    total = np.zeros(n_boot)
+    for j in range(s):
+        for layer in range(s):
+            rows = np.flatnonzero(picks[:, j] == layer)
+            if len(rows):
+                total[rows] += _weighted_means(rng, np.asarray(layers[layer], dtype=float), len(rows))
+    return total / s
+
+
+def percentile_interval(replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(replicates, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+# ----------------------------------------------------------------------------- paired difference
+Layers = Mapping[Hashable, Mapping[str, float]]  # seed -> image id -> value
+
+
+class PairingError(ValueError):
+    """The two sides were not scored on the same images (the message says where they differ)."""
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    mean: float              # model - reference
+    ci_low: float
+    ci_high: float
+    p: float
+    test: SignedRank
+    n_images: int            # distinct images
+    n_seeds: int             # seed layers the difference was averaged over
+    pairing: str             # "by seed" or "seed means"
+    design: str              # bootstrap design: "images", "crossed" or "nested"
+    ids: tuple[str, ...]     # distinct images, sorted
+    model_values: np.ndarray      # per distinct image: the model's value (mean over seeds)
+    reference_values: np.ndarray  # per distinct image: the reference's value (mean over seeds)
+
+    @property
+    def within_noise(self) -> bool:
+        return self.ci_low <= 0.0 <= self.ci_high or self.p >= ALPHA
+
+    @property
+    def verdict(self) -> str:
+        if self.within_noise:
+            return "within noise"
+        return "higher" if self.mean > 0 else "lower"
+
+
+def _differing(a: set[str], b: set[str]) -> str:
+    diff = sorted(a ^ b)
+    return f"{len(diff)} ids differ, e.g. {diff[0]}"
+
+
+def _seed_means(layers: Layers, side: str) -> dict[str, float]:
+    ids = None
+    for seed, values in layers.items():
+        if ids is None:
+            ids = set(values)
+        elif set(values) != ids:
+            raise PairingError(f"{side}: seeds scored different images ({_differing(ids, set(values))}); "
+                               f"they can only be paired seed by seed with a reference trained on the same seeds")
+    return {i: float(np.mean([layers[s][i] for s in layers])) for i in sorted(ids or ())}
+
+
+def paired_difference(model: Layers, reference: Layers, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                      level: float = LEVEL) -> PairedDiff:
+    """Paired difference model - reference, per image.
+
+    When both sides have the same seeds, images are paired within each seed (seed s of the
+    model with seed s of the reference, which saw the same split). Otherwise each side is first
+    averaged per image over its seeds, which needs every seed of a side to have scored the same
+    images. Either way both sides must have scored exactly the same images (else
+    :class:`PairingError`).
+    """
+    if not model or not reference:
+        raise ValueError("paired_difference: both sides need at least one seed")
+    if set(model) == set(reference):
+        pairing = "by seed"
+        layer_ids, layer_diffs, per_image = [], [], {}
+        for s in sorted(model, key=str):
+            m, r = model[s], reference[s]
+            if set(m) != set(r):
+                raise PairingError(f"seed {s}: model and reference scored different images "
+                                   f"({_differing(set(m), set(r))})")
+            ids = sorted(m)
+            layer_ids.append(ids)
+            layer_diffs.append(np.array([m[i] - r[i] for i in ids], dtype=float))
+            for i in ids:
+                per_image.setdefault(i, []).append((m[i], r[i]))
+    else:
+        pairing = "seed means"
+        m, r = _seed_means(model, "model"), _seed_means(reference, "reference")
+        if set(m) != set(r):
+            raise PairingError(f"model and reference scored different images ({_differing(set(m), set(r))})")
+        ids = sorted(m)
+        layer_ids, layer_diffs = [ids], [np.array([m[i] - r[i] for i in ids], dtype=float)]
+        per_image = {i: [(m[i], r[i])] for i in ids}
+    if any(len(x) == 0 for x in layer_diffs):
+        raise PairingError("no images to pair")
+    crossed = all(ids == layer_ids[0] for ids in layer_ids)
+    design = "images" if len(layer_diffs) == 1 else ("crossed" if crossed else "nested")
+    mean = float(np.mean([x.mean() for x in layer_diffs]))
+    lo, hi = percentile_interval(bootstrap_means(layer_diffs, crossed, n_boot, seed), level)
+    distinct = sorted(per_image)
+    model_values = np.array([np.mean([p[0] for p in per_image[i]]) for i in distinct])
+    ref_values = np.array([np.mean([p[1] for p in per_image[i]]) for i in distinct])
+    test = signed_rank_test(model_values - ref_values)
+    return PairedDiff(mean=mean, ci_low=lo, ci_high=hi, p=test.p, test=test,
+                      n_images=len(distinct), n_seeds=len(layer_diffs), pairing=pairing, design=design,
+                      ids=tuple(distinct), model_values=model_values, reference_values=ref_values)
+
+
+def format_p(p: Optional[float]) -> str:
+    """`0.032`, `< 0.001`, `1.00`: readable, never a misleading `0.000`."""
+    if p is None or not math.isfinite(p):
+        return "–"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.995 else "1.00"
