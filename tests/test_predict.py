@@ -63,10 +63,12 @@ def _folder_dataset(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def folder_run(tmp_path_factory):
-    """(dataset folder, retrain run trained on it): unet width 4, 2 epochs at 32 px."""
+    """(dataset folder, retrain run trained on it): unet width 4, 6 short epochs at 32 px, with a Dice
+    loss so that its test masks are partial (neither empty nor everything), which the checks need."""
     base = tmp_path_factory.mktemp("folder_run")
     data = _folder_dataset(base / "data")
     cfg = load_config(None, TINY + ["model.name=unet", "model.width=4", "retrain.optimizer=adamw", "retrain.lr=0.01",
+                                    "retrain.loss=dice", "train.epochs=6", "train.batch_size=2",
                                     f"data.root={data}", "data.split=[0.5, 0.17, 0.33]"])
     retrain(cfg, base / "run")
     return data, base / "run"
@@ -130,7 +132,7 @@ def test_test_metrics_are_the_scorers_on_the_written_masks(folder_run, tmp_path)
         pred = cv2.imread(str(pred_path), cv2.IMREAD_UNCHANGED)
         truth = cv2.imread(str(data / "masks" / f"{image_id}.png"), cv2.IMREAD_UNCHANGED)
         assert pred.shape == truth.shape == SIZES[int(image_id[4:])]
-        assert set(np.unique(pred).tolist()) <= {0, 255}
+        assert set(np.unique(pred).tolist()) == {0, 255}  # a partial mask: the checks below have teeth
         expected = _scorer(pred > 128, truth > 128)
         for k, v in expected.items():
             assert float(row[k]) == pytest.approx(v, abs=1e-6), (image_id, k)
@@ -296,3 +298,27 @@ def test_export_reloads_without_skipnas_and_matches_the_run(folder_run, tmp_path
     # an existing file that nas export did not write is not replaced
     (tmp_path / "notes.pt2").write_text("mine")
     assert main(["export", str(run), "--out", str(tmp_path / "notes.pt2")]) == 2
+
+
+class FixedWidthHead(torch.nn.Module):
+    """A network tied to its input width (a linear layer across the columns): no dynamic size."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.mix = torch.nn.Linear(width, width)
+
+    def forward(self, x):
+        return self.mix(x[:, :1])
+
+
+def test_export_falls_back_to_a_static_size_and_says_why():
+    from nas.export import export_model
+
+    torch.manual_seed(0)
+    net = FixedWidthHead(32).eval()
+    program, facts = export_model(net, 32)
+    assert facts["dynamic"] is False and facts["dynamic_reason"].startswith("step 64:")
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)  # the batch stays dynamic
+    with torch.no_grad():
+        expected = torch.sigmoid(net(x.float() / 255))
+    torch.testing.assert_close(program.module()(x), expected, atol=1e-6, rtol=0)
