@@ -262,7 +262,7 @@ LENGTHS: dict[str, int] = {
 DESCRIPTIONS: dict[str, str] = {
     "data.root": "dataset folder; null = built-in synthetic lesions",
     "data.layout": "folder layout; auto-detected from data.root unless forced",
-    "data.image_size": "side of the square network input in training (centre crop, then resize); at test/predict time the shorter side of the whole image",
+    "data.image_size": "side of the square network input: in training the centre crop is resized to it, in evaluation and prediction the whole image",
     "data.limit": "use at most N image/mask pairs (deterministic subset)",
     "data.split": "train/val/test fractions (ignored when an official split is used)",
     "data.official_split": "use the dataset's own train/val/test folders when its layout has them",

@@ -75,10 +75,10 @@ def evaluate_whole_images(model: torch.nn.Module, records: Sequence, image_size:
     `loss` is the one figure at the network input size (logits vs the mask resized to it), the mean
     over images. Runs on this process alone (pass `rt.local()` under DDP).
     """
-    from nas.inference import WholeImageDataset, iter_predictions, records_reader, size_multiple, whole_image_loader
+    from nas.inference import WholeImageDataset, iter_predictions, records_reader, whole_image_loader
 
-    dataset = WholeImageDataset(records_reader(records), len(records), image_size, size_multiple(model),
-                                keep_rgb=keep_rgb, with_target=loss_fn is not None)
+    dataset = WholeImageDataset(records_reader(records), len(records), image_size, keep_rgb=keep_rgb,
+                                with_target=loss_fn is not None)
     acc = MetricAccumulator()
     loss_sum = 0.0
     for item, logits, prob in iter_predictions(model, whole_image_loader(dataset, workers), rt, batch_size):

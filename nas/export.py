@@ -7,16 +7,16 @@ The program includes the input scaling the network was trained with, so it takes
     output  float32 [B, 1, H, W], the lesion probability (sigmoid of the network's target logit)
 
 Inside: `x = image / 255`, the network, `sigmoid(logits[:, :1])`. Nothing else is normalised
-(the networks are trained on [0, 1] RGB without mean/std). To score a whole image the way
-`nas predict` does, resize it so its shorter side is `image_size` (INTER_AREA) and each side is
-the nearest multiple of `size_multiple`, run the program, resize the probability back to the
-image (bilinear) and threshold at 0.5. Those numbers travel inside the file as the extra file
-`skipnas.json` (`torch.export.load(path, extra_files={"skipnas.json": ""})`).
+(the networks are trained on [0, 1] RGB without mean/std). To get the mask `nas predict` writes,
+resize the whole image to `image_size` x `image_size` (INTER_AREA), run the program, resize the
+probability back to the image (bilinear) and threshold at 0.5. Those numbers travel inside the
+file as the extra file `skipnas.json` (`torch.export.load(path, extra_files={"skipnas.json": ""})`).
 
-The image size is exported as dynamic (`H = size_multiple * h`, `W = size_multiple * w`) and the
-program is checked at a second size against the network; if export or that check fails at the
-network's size step, the next step (x2, up to 64) is tried, then a static program at
-`image_size` x `image_size` (batch still dynamic), with the reason in `dynamic_reason`.
+The image size is exported as dynamic (`H = size_multiple * h`, `W = size_multiple * w`), so the
+program also runs at other sizes (e.g. larger inputs), and it is checked at a second size against
+the network; if export or that check fails at the network's size step, the next step (x2, up to
+64) is tried, then a static program at `image_size` x `image_size` (batch still dynamic), with the
+reason in `dynamic_reason`.
 """
 
 from __future__ import annotations
@@ -29,14 +29,23 @@ from typing import Any, Optional
 import torch
 
 from nas.errors import UserError
-from nas.inference import size_multiple
 from nas.losses import target_probability
 from nas.runs import atomic_write_bytes
 
 FORMAT = "skipnas-export/1"
+SIZE_STEP = 16             # the U-Nets pool 4 times
 META_NAME = "skipnas.json"
 MAX_SIDE = 8192            # largest H or W the dynamic program accepts
 TOLERANCE = 1e-4           # max |probability difference| accepted between program and network
+
+
+def size_multiple(model: torch.nn.Module) -> int:
+    """What each side of the input must divide by: 16, or 2**(depth-1) for a deeper baseline.
+
+    Looks through wrappers for a module with an int `depth`.
+    """
+    depths = [m.depth for m in model.modules() if isinstance(getattr(m, "depth", None), int)]
+    return max([SIZE_STEP] + [2 ** (d - 1) for d in depths])
 
 
 class RawImageModel(torch.nn.Module):
@@ -133,8 +142,8 @@ def export_run(run_dir: Path, out: Path, checkpoint: str = "best") -> dict[str, 
             f"; H, W multiples of {facts['size_multiple']}" if facts["dynamic"]
             else f"; H = W = {cfg.data.image_size} (static)"),
         "output": "float32 [B, 1, H, W], lesion probability",
-        "preprocess": "resize the whole image (INTER_AREA) so its shorter side is image_size and each side the "
-                      "nearest multiple of size_multiple; no mean/std normalisation (the program divides by 255)",
+        "preprocess": "resize the whole image (INTER_AREA) to image_size x image_size, as nas predict does; "
+                      "no mean/std normalisation (the program divides by 255)",
         "postprocess": "resize the probability back to the image (bilinear); lesion where probability > 0.5",
     }
     buf = io.BytesIO()

@@ -21,8 +21,7 @@ import torch
 from nas.config import Config, config_from_dict, load_config, parse_override
 from nas.errors import UserError
 from nas.evaluation import evaluate_whole_images, measure_latency
-from nas.inference import (WholeImageDataset, binary_mask, files_reader, iter_predictions, size_multiple,
-                           whole_image_loader)
+from nas.inference import WholeImageDataset, binary_mask, files_reader, iter_predictions, whole_image_loader
 from nas.loop import checkpoint_path, load_checkpoint
 from nas.outputs import (INPUTS_FOLDER, check_outside_datasets, check_results_folder, check_writable,
                          write_index)
@@ -313,8 +312,7 @@ def predict_images(run_dir: Path, inputs: Sequence[str | Path], out: Path, check
     net = TTAModel(model) if tta else model
     write_index(out, rows, previous)  # the files' owner is recorded before any of them is written
 
-    dataset = WholeImageDataset(files_reader(files), len(files), cfg.data.image_size, size_multiple(net),
-                                keep_rgb=overlays)
+    dataset = WholeImageDataset(files_reader(files), len(files), cfg.data.image_size, keep_rgb=overlays)
     failed: list[str] = []
     with progress_bar(len(files), "predicting") as advance:
         for item, _, prob in iter_predictions(net, whole_image_loader(dataset, cfg.run.workers), rt,

@@ -17,7 +17,9 @@ from conftest import TINY
 from nas.cli import main
 from nas.config import load_config
 from nas.data import generate_pair
-from nas.inference import network_input_size, predict_image, size_multiple
+from nas.data.dataset import to_tensors
+from nas.export import size_multiple
+from nas.inference import predict_image, to_network_input
 from nas.predict import load_trained_model
 from nas.train import retrain
 
@@ -79,13 +81,16 @@ def _rows(path: Path) -> dict[str, dict[str, str]]:
         return {r["id"]: r for r in csv.DictReader(f)}
 
 
-def test_network_input_size_keeps_the_training_scale():
-    assert network_input_size(768, 1024, 128) == (128, 176)  # 170.7 -> nearest multiple of 16
-    assert network_input_size(1024, 768, 128) == (176, 128)
-    assert network_input_size(64, 64, 64) == (64, 64)        # synthetic data: unchanged
-    assert network_input_size(45, 71, 32) == (32, 48)
-    assert network_input_size(10, 400, 32, multiple=32) == (32, 1280)
-    assert network_input_size(3, 5, 32, multiple=16) == (32, 48)
+def test_network_input_is_the_whole_image_at_the_training_input_size():
+    rgb = np.zeros((45, 71, 3), np.uint8)
+    rgb[:, 60:] = 255  # a white band at the right edge, outside the central 45x45 square
+    x = to_network_input(rgb, 32)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert float(x[:, :, -1].min()) == 1.0 and float(x[:, :, 0].max()) == 0.0  # the edges are kept, not cropped
+    # an image already at the training size goes in exactly as a training image does
+    same = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    training_input, _ = to_tensors(same, np.zeros((32, 32), np.uint8))
+    assert torch.equal(to_network_input(same, 32), training_input)
 
 
 class RedIsLesion(torch.nn.Module):
@@ -105,13 +110,13 @@ class RedIsLesion(torch.nn.Module):
 def test_inference_sees_the_whole_image_and_answers_at_its_size():
     """A lesion at the far left of a wide image (outside the central square that training crops)
     comes back where it is, at the image's own size."""
-    rgb = np.full((96, 224, 3), (150, 220, 200), np.uint8)
-    rgb[20:70, 6:46] = (220, 40, 40)  # red block entirely left of the central 96x96 square (x 64..160)
-    prob = predict_image(RedIsLesion(), rgb, image_size=48)  # runs at 48x112
-    assert prob.shape == (96, 224)
+    rgb = np.full((96, 192, 3), (150, 220, 200), np.uint8)
+    rgb[20:70, 8:48] = (220, 40, 40)  # red block entirely left of the central 96x96 square (x 48..144)
+    prob = predict_image(RedIsLesion(), rgb, image_size=48)  # runs at 48x48
+    assert prob.shape == (96, 192)
     pred = prob > 0.5
-    truth = np.zeros((96, 224), bool)
-    truth[20:70, 6:46] = True
+    truth = np.zeros((96, 192), bool)
+    truth[20:70, 8:48] = True
     assert _scorer(pred, truth)["dice"] > 0.97
     assert size_multiple(RedIsLesion()) == 16
 
