@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
                        device=args.device, overrides=args.overrides)
     print(f"{s['written']} of {s['images']} images segmented with {s['model']}: {s['out']}")
     if s["failed"]:
-        raise UserError(f"{len(s['failed'])} of {s['images']} images could not be read (the others were written): "
+        written = f" (the other {s['written']} were written)" if s["written"] else ""
+        raise UserError(f"{len(s['failed'])} of {s['images']} images could not be read{written}: "
                         + "; ".join(s["failed"]), exit_code=1)
     return 0
