@@ -12,7 +12,7 @@ from nas.errors import UserError
 from nas.runs import is_rank_zero
 
 # Order is the order of the pipeline, which is also the order `nas --help` lists them in.
-COMMAND_MODULES = ("data", "search", "discretize", "retrain", "evaluate", "plot", "compare")
+COMMAND_MODULES = ("data", "search", "discretize", "retrain", "evaluate", "predict", "export", "plot", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

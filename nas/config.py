@@ -278,7 +278,7 @@ PATH_KEYS = ("data.root", "data.cache_dir", "model.genotype", "search.space")
 DESCRIPTIONS: dict[str, str] = {
     "data.root": "dataset folder; null = built-in synthetic lesions",
     "data.layout": "folder layout; auto-detected from data.root unless forced",
-    "data.image_size": "side of the square network input (centre crop, then resize)",
+    "data.image_size": "side of the square network input: in training the centre crop is resized to it, in evaluation and prediction the whole image",
     "data.limit": "use at most N image/mask pairs (deterministic subset)",
     "data.split": "train/val/test fractions (ignored when an official split is used)",
     "data.official_split": "use the dataset's own train/val/test folders when its layout has them",

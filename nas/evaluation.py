@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
+from nas.errors import UserError
 from nas.losses import target_probability
-from nas.metrics import MetricAccumulator
+from nas.metrics import MASK_THRESHOLD, MetricAccumulator
 from nas.runtime import Runtime, all_gather_cat, all_reduce_sum
 
 IN_CHANNELS = 3  # RGB: the input of every model that latency and MACs are measured on
@@ -59,6 +60,41 @@ def evaluate_loader(model: torch.nn.Module, loader: Iterable, rt: Runtime,
     if loss_fn is not None:
         loss_sum = all_reduce_sum(loss_sum, rt)
         summary["loss"] = float(loss_sum[0] / max(loss_sum[1], 1))
+    return EvalResult(summary=summary, per_image=acc.per_image())
+
+
+@torch.no_grad()
+def evaluate_whole_images(model: torch.nn.Module, records: Sequence, image_size: int, rt: Runtime,
+                          loss_fn: Optional[Callable] = None, batch_size: int = 8, workers: int = 0,
+                          keep_rgb: bool = False,
+                          on_image: Optional[Callable[[Any, torch.Tensor], None]] = None) -> EvalResult:
+    """Test scores the way the ISIC challenge scores: every image of `records` whole, metrics at its
+    original size against its original mask (`> 128`); `on_image(item, probability)` sees each
+    image's `WholeImage` and original-size probability (e.g. to write the mask PNG).
+
+    `loss` is the one figure at the network input size (logits vs the mask resized to it), the mean
+    over images. Runs on this process alone (pass `rt.local()` under DDP).
+    """
+    from nas.inference import WholeImageDataset, iter_predictions, records_reader, whole_image_loader
+
+    dataset = WholeImageDataset(records_reader(records), len(records), image_size, keep_rgb=keep_rgb,
+                                with_target=loss_fn is not None)
+    acc = MetricAccumulator()
+    loss_sum = 0.0
+    for item, logits, prob in iter_predictions(model, whole_image_loader(dataset, workers), rt, batch_size):
+        if item.error is not None:
+            raise UserError(item.error)
+        if item.mask is None:
+            raise UserError(f"{records[item.index].id}: no ground-truth mask to score the prediction against")
+        gt = torch.from_numpy(item.mask).to(prob.device) > MASK_THRESHOLD
+        acc.update(prob[None, None], gt[None, None])
+        if loss_fn is not None:
+            loss_sum += float(loss_fn(logits[None].float(), item.target[None].to(logits.device)))
+        if on_image is not None:
+            on_image(item, prob)
+    summary = acc.summary()
+    if loss_fn is not None and records:
+        summary["loss"] = loss_sum / len(records)
     return EvalResult(summary=summary, per_image=acc.per_image())
 
 

@@ -1,7 +1,13 @@
 """Segmentation metrics exactly as the ISIC challenge defines them (per image, then averaged).
 
 Everything is computed from per-image pixel confusion counts, batched and without Python loops
-over pixels, so the same code runs on CPU and GPU.
+over pixels, so the same code runs on CPU and GPU. The definitions, including every empty case,
+are those of the challenge's scorer (`isic-challenge-scoring` 5.6.0, `metrics.binary_*`):
+sensitivity 1 when TP+FN=0, specificity 1 when TN+FP=0, Jaccard and Dice 1 when TP+FP+FN=0,
+thresholded Jaccard = Jaccard if >= 0.65 else 0, precision (its `binary_ppv`) 1 when TP+FP=0.
+Test scores (`nas retrain`, `nas evaluate`) feed these functions the prediction and the
+ground truth at each image's ORIGINAL size over the whole image (see `nas.inference`), as the
+scorer sees the submitted PNGs; per-epoch validation scores them at the network input size.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import torch
 
 METRIC_NAMES = ("dice", "jaccard", "jaccard_t", "accuracy", "sensitivity", "specificity", "precision")
 JACCARD_THRESHOLD = 0.65
+THRESHOLD = 0.5        # a pixel is predicted lesion when its probability is > THRESHOLD
+MASK_THRESHOLD = 128   # a stored ground-truth grey level is lesion when > MASK_THRESHOLD (as the scorer)
 
 
-def confusion_counts(prob: torch.Tensor, gt: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def confusion_counts(prob: torch.Tensor, gt: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
     """Per-image (TP, FP, FN, TN) as a float64 tensor [B, 4].
 
     `prob` are probabilities (pred = prob > threshold); `gt` is a {0,1} mask (or any mask where
@@ -49,7 +57,7 @@ def metrics_from_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
-def per_image_metrics(prob: torch.Tensor, gt: torch.Tensor, threshold: float = 0.5) -> dict[str, torch.Tensor]:
+def per_image_metrics(prob: torch.Tensor, gt: torch.Tensor, threshold: float = THRESHOLD) -> dict[str, torch.Tensor]:
     return metrics_from_counts(confusion_counts(prob, gt, threshold))
 
 

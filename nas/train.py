@@ -12,7 +12,7 @@ import torch
 
 from nas.config import Config, config_to_dict, retrain_settings
 from nas.errors import UserError
-from nas.evaluation import EvalResult, count_macs, count_parameters, evaluate_loader, measure_latency
+from nas.evaluation import EvalResult, count_macs, count_parameters, evaluate_whole_images, measure_latency
 from nas.loop import LoopSettings, StepResult, Trainer, checkpoint_path, load_checkpoint
 from nas.losses import LossFn, build_loss
 from nas.metrics import METRIC_NAMES
@@ -167,8 +167,10 @@ def retrain(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
         "best_epoch": state.best_epoch, "best_val_dice": state.best_dice,
         "data": run.data_summary, "seed": cfg.run.seed,
     }
-    if run.test_loader is not None:
-        result = evaluate_loader(task.model, run.test_loader, rt.local(), task.loss_fn)
+    if len(data.test):
+        # scored as the challenge scores: whole images, metrics at each image's original size
+        result = evaluate_whole_images(task.model, data.test.records, cfg.data.image_size, rt.local(), task.loss_fn,
+                                       batch_size=cfg.train.eval_batch_size, workers=cfg.run.workers)
         summary["test"] = {k: v for k, v in result.summary.items() if k in METRIC_NAMES or k == "loss"}
         summary["test_pooled_dice"] = result.summary.get("pooled_dice")
         if rt.is_main:

@@ -6,22 +6,31 @@ import argparse
 from pathlib import Path
 
 
+def add_set_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a data.*, run.* or train.eval_batch_size key of the run's config, "
+                             "e.g. --set data.on_bad=skip (repeatable)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a trained run; write per-image metrics and predictions",
-                       description="Scores a `nas retrain` run with the ISIC challenge metrics. Writes "
-                                   "summary.json and per_image.csv to --out (default RUN_DIR/evaluation-<data>), "
-                                   "and with --save-predictions binary masks at each image's original size "
-                                   "named as the dataset names them (ISIC_xxxxxxx_segmentation.png).")
+                       description="Scores a `nas retrain` run with the ISIC challenge metrics, on every whole "
+                                   "image at its original size. Writes summary.json and per_image.csv to --out "
+                                   "(default RUN_DIR/evaluation-<data>), and with --save-predictions 0/255 masks at "
+                                   "each image's original size named as the dataset names them "
+                                   "(ISIC_xxxxxxx_segmentation.png), which the official scorer reads as they are.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `nas retrain`")
     p.add_argument("--checkpoint", default="best", help="best, last, or a path to a .pt file (default best)")
     p.add_argument("--data", metavar="PATH", help="dataset folder to evaluate on (default: the run's test split)")
     p.add_argument("--layout", help="force the dataset layout of --data (default auto-detect)")
-    p.add_argument("--save-predictions", metavar="DIR", type=Path, help="write predicted masks here")
+    p.add_argument("--save-predictions", metavar="DIR", type=Path,
+                   help="write predicted masks here (a new folder, or one these commands wrote; never inside a dataset)")
     p.add_argument("--overlays", action="store_true",
                    help="with --save-predictions: also write contour overlays (prediction red, truth green)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average over 4 flips")
     p.add_argument("--out", metavar="DIR", type=Path, help="where to write summary.json and per_image.csv")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default auto)")
+    add_set_arg(p)
     p.set_defaults(func=run)
 
 
@@ -30,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     s = evaluate_run(Path(args.run_dir), checkpoint=args.checkpoint, data_root=args.data, layout=args.layout,
                      save_predictions=args.save_predictions, overlays=args.overlays, tta=args.tta,
-                     out_dir=args.out, device=args.device)
+                     out_dir=args.out, device=args.device, overrides=args.overrides)
     t = s["test"]
     print(f"{s['images']} images  dice {t.get('dice', 0):.4f}  jaccard {t.get('jaccard', 0):.4f}  "
           f"thresholded jaccard {t.get('jaccard_t', 0):.4f}  accuracy {t.get('accuracy', 0):.4f}  "

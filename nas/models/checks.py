@@ -55,7 +55,7 @@ def check_input(model: str, x: torch.Tensor, in_channels: int, multiple: int) ->
     """
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise UserError(f"{model}: expected input [B, {in_channels}, H, W], got {list(x.shape)}")
-    h, w = int(x.shape[-2]), int(x.shape[-1])
+    h, w = x.shape[-2], x.shape[-1]  # not int(): under torch.export these are symbolic sizes
     if h % multiple or w % multiple:
         raise UserError(f"{model}: input size {h}x{w} must be divisible by {multiple} "
                         f"(the network halves the resolution {multiple.bit_length() - 1} times); "
