@@ -188,7 +188,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
     if data_root is not None:
         dataset = build_eval_dataset(cfg)
     else:
-        dataset = build_data(cfg, "train", splits=ckpt.get("splits")).test
+        dataset = build_data(cfg, "evaluate", splits=ckpt.get("splits")).test
     if len(dataset) == 0:
         raise UserError(f"{data_root or run_dir}: no images to evaluate")
     records = dataset.records
