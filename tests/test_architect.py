@@ -47,6 +47,21 @@ def test_beta_lambda_schedule() -> None:
     assert beta_lambda(3, start=0.0, step=1.0, max=2.0) == 2.0
 
 
+def central_differences(param: torch.Tensor, fn, h: float) -> torch.Tensor:
+    """``∂fn/∂param`` by central differences, one element at a time (``fn()`` reads ``param``)."""
+    flat = param.data.view(-1)
+    out = torch.empty_like(flat)
+    for i in range(flat.numel()):
+        old = float(flat[i])
+        flat[i] = old + h
+        up = fn()
+        flat[i] = old - h
+        down = fn()
+        flat[i] = old
+        out[i] = (up - down) / (2 * h)
+    return out.view_as(param)
+
+
 def _tiny_cell(dtype=torch.float32) -> SkipCell:
     ops = ["zero", "identity", "avg_pool_3x3", "max_pool_3x3", "sep_conv_3x3"]
     return SkipCell(2, 2, 2, [*ops, "spatial_sep_conv_5x5"]).to(dtype)
@@ -120,17 +135,10 @@ def test_second_order_gradient_matches_finite_differences() -> None:
         return value
 
     grads, _, _ = arch.arch_gradients(xv, yv, xt, yt)
-    h = 1e-5
     for alpha, grad in zip(cell.arch_parameters(), grads):
-        flat, gflat = alpha.data.view(-1), grad.view(-1)
-        for i in range(flat.numel()):
-            old = float(flat[i])
-            flat[i] = old + h
-            up = unrolled_val_loss()
-            flat[i] = old - h
-            down = unrolled_val_loss()
-            flat[i] = old
-            assert gflat[i].item() == pytest.approx((up - down) / (2 * h), rel=1e-3, abs=1e-7)
+        want = central_differences(alpha, unrolled_val_loss, 1e-5)
+        for g, w in zip(grad.view(-1).tolist(), want.view(-1).tolist()):
+            assert g == pytest.approx(w, rel=1e-3, abs=1e-7)
 
 
 def test_second_order_step_restores_weights_and_uses_momentum() -> None:
@@ -276,20 +284,7 @@ def test_second_order_uses_momentum_the_scheduled_lr_and_a_relative_hvp_step() -
     first = torch.autograd.grad(loss(cell(xv), yv), alphas)  # the first-order gradient
     v = torch.autograd.grad(loss(cell(xv), yv), weights)
     assert float(torch.sqrt(sum((t ** 2).sum() for t in v))) > 30  # a wrong ε scaling shows
-    h = 1e-6
-    wants = []
-    for alpha in alphas:
-        flat = alpha.data.view(-1)
-        want = torch.empty_like(flat)
-        for i in range(flat.numel()):
-            old = float(flat[i])
-            flat[i] = old + h
-            up = unrolled_val_loss()
-            flat[i] = old - h
-            down = unrolled_val_loss()
-            flat[i] = old
-            want[i] = (up - down) / (2 * h)
-        wants.append(want.view_as(alpha))
+    wants = [central_differences(alpha, unrolled_val_loss, 1e-6) for alpha in alphas]
     top = max(float(f.abs().max()) for f in first)
     assert max(float((w - f).abs().max()) for w, f in zip(wants, first)) > 0.05 * top  # unrolling matters
     for grad, want, f in zip(got, wants, first):
