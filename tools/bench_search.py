@@ -2,7 +2,9 @@
 """Benchmark one full bilevel search step of the supernet on random data.
 
 A step is what ``nas search`` does per batch: an α step on a validation batch (first or
-second order), then a weight step on a training batch (SGD, grad clip 5). Also times a plain
+second order), then a weight step on a training batch, with the optimisers, α initialisation
+and β-decay mode of the shipped config (``--set search.KEY=VALUE`` to change them, e.g.
+``--set search.arch_optimizer=radam --set search.beta_decay.mode=gradient`` for the thesis). Also times a plain
 forward and a forward+backward (all gradients) separately, to tell where the time goes.
 
     python tools/bench_search.py --space unet_fullscale --batch 4 --size 128 --order 1 \
@@ -28,6 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nas.architect import Architect, weight_step  # noqa: E402
+from nas.config import load_config  # noqa: E402
+from nas.runtime import Runtime  # noqa: E402
+from nas.search import build_arch_optimizer  # noqa: E402
+from nas.session import build_optimizer  # noqa: E402
 from nas.supernet import Supernet  # noqa: E402
 
 
@@ -44,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the optimisers / α settings (repeatable)")
     return p.parse_args(argv)
 
 
@@ -80,13 +88,17 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    model = Supernet(args.space).to(device, memory_format=fmt).train()
+    cfg = load_config(None, args.overrides)
+    sc = cfg.search
+    model = Supernet(args.space, alpha_init=sc.alpha_init).to(device, memory_format=fmt).train()
     space = model.space
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.RAdam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999))
+    w_opt = build_optimizer(cfg.train, model.weight_parameters(), Runtime(device))
+    a_opt = build_arch_optimizer(cfg, model.arch_parameters())
     loss_fn = torch.nn.BCEWithLogitsLoss()
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else None
-    architect = Architect(model, loss_fn, a_opt, order=args.order, autocast=autocast)
+    architect = Architect(model, loss_fn, a_opt, order=args.order, autocast=autocast,
+                          w_lr=cfg.train.lr, w_momentum=cfg.train.momentum, w_weight_decay=cfg.train.weight_decay,
+                          include_blocks=sc.beta_decay.include_blocks, beta_mode=sc.beta_decay.mode)
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.rand(args.batch, space.in_channels, args.size, args.size, device=device)
@@ -128,6 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
         "channels_last": args.channels_last,
         "threads": torch.get_num_threads(),
         "steps": args.steps,
+        "arch_optimizer": sc.arch_optimizer,
+        "beta_mode": sc.beta_decay.mode,
         "step_s": round(step_s, 4),
         "forward_s": round(fwd_s, 4),
         "forward_backward_s": round(fwdbwd_s, 4),
