@@ -85,7 +85,7 @@ def main() -> None:
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
     common = [f"data.root={args.root}", f"train.epochs={args.epochs}", *BASE_SET, *args.extra]
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     results: dict[str, list[dict]] = {}
     for name, sets in variants:
         results[name] = []

@@ -127,7 +127,7 @@ def main() -> None:
     cfg = load_config(args.config, common)
     policy, k, threshold = cfg.discretize.policy, cfg.discretize.k, cfg.discretize.threshold
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     results: dict[str, Any] = {"config": str(args.config), "extra": args.extra, "seeds": args.seeds,
                                "policy": policy, "k": k, "variants": {}}
     runs: dict[str, list[dict[str, Any]]] = {}
