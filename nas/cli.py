@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import signal
 import sys
+import threading
 from typing import Optional
 
 from nas import __version__
-from nas.errors import UserError
+from nas.errors import Terminated, UserError
 from nas.runs import is_rank_zero
 
+# Write failures the machine causes, not the program: one line, no traceback (exit code 1).
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
 # Order is the order of the pipeline, which is also the order `nas --help` lists them in.
 COMMAND_MODULES = ("data", "search", "discretize", "retrain", "evaluate", "plot", "compare")
 
@@ -28,22 +33,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+    """Run one command; every handled failure is one `error:` line on stderr and an exit code."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (cluster time limit, `timeout`, preemption) stops like Ctrl-C; the training loop
+        # installs its own handler that saves a checkpoint first.
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
         return int(func(args) or 0)
     except UserError as exc:
         if is_rank_zero():
             print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM) outside the loop: nothing to save
+        if is_rank_zero():
+            print("interrupted" + (" by SIGTERM" if isinstance(exc, Terminated) else ""), file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise  # a bug: keep the traceback
+        if is_rank_zero():
+            print(f"error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ import torch
 from nas.architect import Architect, beta_lambda, weight_step
 from nas.config import Config, config_to_dict
 from nas.evaluation import count_parameters
-from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer, checkpoint_path
+from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer
 from nas.losses import build_loss
 from nas.runs import write_json
 from nas.runtime import Runtime, average_gradients
 from nas.search_space import SearchSpace, load_search_space
-from nas.session import (build_optimizer, build_scheduler, data_loader, load_scheduler_state, place_model,
-                         prepare_run)
+from nas.session import (build_optimizer, build_scheduler, data_loader, holds_run_folder, load_scheduler_state,
+                         place_model, prepare_run)
 from nas.supernet import Supernet
 
 
@@ -105,6 +105,7 @@ class SearchTask:
         load_scheduler_state(self.w_sched, state["w_sched"], self.cfg.train.epochs)
 
 
+@holds_run_folder
 def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
     """Run (or continue) a search into `out_dir`; returns the run folder."""
     space = None if resume else load_search_space(cfg.search.space)  # fail before any file is written
@@ -115,13 +116,12 @@ def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
     task = SearchTask(cfg, space, data, rt, run.dir)
     settings = LoopSettings(epochs=cfg.train.epochs, run_dir=run.dir, val_loader=run.val_loader,
                             loss_fn=task.loss_fn, progress=cfg.log.progress, title="search",
-                            checkpoint_extra={"search_space": space.to_dict(), "splits": data.splits})
+                            checkpoint_extra={"search_space": space.to_dict(), "splits": data.splits},
+                            logs=[task.alphas])
     trainer = Trainer(task, settings, rt, config_to_dict(cfg))
-    if rt.is_main:
-        run.write_once("search_space.yaml", space.to_dict())
     if resume:
-        trainer.resume(checkpoint_path(run.dir))
-        task.alphas.truncate_after(trainer.state.step)
+        trainer.resume(run.checkpoint)
+    run.start({"search_space.yaml": space.to_dict()})
     state = trainer.fit()
     if rt.is_main:
         write_json(run.dir / "summary.json", {
