@@ -37,13 +37,24 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _report(line: str) -> None:
+    """Print the final line; a copy of the signal that stopped the run (forwarded by a launcher)
+    must not interrupt it, so signals are ignored from here until `main` returns."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    if is_rank_zero():
+        print(line, file=sys.stderr)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run one command; every handled failure is one `error:` line on stderr and an exit code."""
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         # SIGTERM (cluster time limit, `timeout`, preemption) stops like Ctrl-C; the training loop
         # installs its own handler that saves a checkpoint first.
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -53,22 +64,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
         return int(func(args) or 0)
     except UserError as exc:
-        if is_rank_zero():
-            print(f"error: {exc}", file=sys.stderr)
+        _report(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM) outside the loop: nothing to save
-        if is_rank_zero():
-            print("interrupted" + (" by SIGTERM" if isinstance(exc, Terminated) else ""), file=sys.stderr)
+        _report("interrupted" + (" by SIGTERM" if isinstance(exc, Terminated) else ""))
         return getattr(exc, "exit_code", 130)
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
             raise  # a bug: keep the traceback
-        if is_rank_zero():
-            print(f"error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
+        _report(f"error: {exc.filename or 'a file'}: {exc.strerror}")
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -214,7 +214,7 @@ class Trainer:
         self._resumed = False
         self._sums: Optional[EpochSums] = None   # the current epoch's running sums
         self._saved: Optional[tuple[int, int]] = None  # (epoch, step) of the last.pt on disk
-        self._stop_signal = 0
+        self._stop_signal, self._stop_time = 0, 0.0
         self._epoch = self.state.epoch + 1  # the epoch being run
 
     # -- checkpoints
@@ -266,12 +266,14 @@ class Trainer:
 
     # -- stopping
     def request_stop(self, signum: int = signal.SIGINT, frame: Any = None) -> None:
-        """Ask the loop to stop after the current step (Ctrl-C, SIGTERM). A second Ctrl-C stops at
-        once; further SIGTERMs are ignored (launchers such as torchrun and srun forward theirs)."""
+        """Ask the loop to stop after the current step (Ctrl-C, SIGTERM). Another Ctrl-C more than
+        a second later stops at once; copies within that second, and further SIGTERMs, are the same
+        request forwarded by a launcher (torchrun, srun) and are ignored."""
+        now = time.monotonic()
         if not self._stop_signal:
-            self._stop_signal = int(signum)
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._stop_signal, self._stop_time = int(signum), now
+        elif signum == signal.SIGINT and now - self._stop_time > 1.0:
+            raise KeyboardInterrupt
 
     def _should_stop(self) -> bool:
         """All ranks agree to stop if any was interrupted (so no collective is left waiting)."""
@@ -279,8 +281,11 @@ class Trainer:
             return bool(self._stop_signal)
         flag = torch.tensor([float(self._stop_signal)], device=self.rt.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        self._stop_signal = int(flag.item())
-        return bool(self._stop_signal)
+        agreed = int(flag.item())
+        if agreed and not self._stop_signal:  # another rank's signal: this one's copy may still come
+            self._stop_time = time.monotonic()
+        self._stop_signal = agreed
+        return bool(agreed)
 
     def _interrupted(self, epoch: int) -> UserError:
         how = "interrupted" if self._stop_signal != signal.SIGTERM else "stopped by SIGTERM"
@@ -326,7 +331,7 @@ class Trainer:
                     if finished:
                         st.epoch = epoch
                     self.save("last")
-                    if not finished or (self._stop_signal and epoch < self.s.epochs):
+                    if not finished or (epoch < self.s.epochs and self._should_stop()):
                         raise self._interrupted(epoch)
         except WriteError as exc:
             raise self._write_failed(exc) from None
