@@ -66,7 +66,9 @@ def _make_dirs(folder: Path) -> list[Path]:
 
 def _os_error(folder: Path, exc: OSError) -> UserError:
     if isinstance(exc, FileExistsError) or exc.errno == errno.ENOTDIR:
-        return UserError(f"{folder}: exists and is not a folder (or a path above it is a file)")
+        if folder.exists() and not folder.is_dir():
+            return UserError(f"{folder}: exists and is not a folder")
+        return UserError(f"{folder}: cannot be created (a path above it is a file)")
     return UserError(f"{folder}: cannot write here ({exc.strerror or exc})")
 
 

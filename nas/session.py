@@ -141,9 +141,8 @@ def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
     before, now = _flat(read_run_config(run_dir)), _flat(config_to_dict(cfg))
     for key in sorted(set(before) | set(now)):
         if key.startswith(FROZEN_ON_RESUME) and before.get(key) != now.get(key):
-            raise UserError(f"{key}: cannot change on --resume ({before.get(key)!r} in {run_dir}/config.yaml, "
-                            f"now {now.get(key)!r}); its checkpoints were trained with the first; start a new "
-                            f"run with --out instead")
+            raise UserError(f"{key}: cannot change on --resume ({run_dir} was trained with {before.get(key)!r}, "
+                            f"now {now.get(key)!r}); start a new run with --out instead")
     splits_path = run_dir / "splits.json"
     if not splits_path.is_file():
         raise UserError(f"{splits_path}: missing; the run cannot be resumed with the same data split")

@@ -152,12 +152,12 @@ def notes(c: Ctx) -> Path:
 
 
 # -- `--out` must be new, empty, or a run to --resume (item 2)
-@case("out-is-a-file", 2, r"error: .*notes\.txt: exists and is not a folder")
+@case("out-is-a-file", 2, r"error: .*notes\.txt: exists and is not a folder$")
 def _(c):
     return search_new(c, notes(c))
 
 
-@case("out-below-a-file", 2, r"error: .*notes\.txt/run: exists and is not a folder")
+@case("out-below-a-file", 2, r"error: .*notes\.txt/run: cannot be created \(a path above it is a file\)$")
 def _(c):
     return search_new(c, notes(c) / "run")
 
@@ -242,7 +242,8 @@ def _(c):
 
 
 @case("resume-set-other-model", 2,
-      r"error: model\.name: cannot change on --resume \('unet' in .*config\.yaml, now 'attunet'\)")
+      r"error: model\.name: cannot change on --resume \(.*run was trained with 'unet', now 'attunet'\); "
+      r"start a new run with --out instead$")
 def _(c):
     return ["retrain", "--resume", str(c.copy("retrain")), "--set", "model.name=attunet"]
 
