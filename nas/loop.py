@@ -297,14 +297,28 @@ class Trainer:
         """The one line for a failed write: the file, and which checkpoint is intact."""
         last = checkpoint_path(self.s.run_dir)
         if self._saved is not None and last.is_file():
-            kept = f"the previous checkpoint {last} (epoch {self._saved[0]}, step {self._saved[1]}) is intact"
             fix = ("free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
                    else f"make {self.s.run_dir} writable")
-            kept += f"; {fix}, then continue with --resume {self.s.run_dir}"
+            kept = (f"the previous checkpoint {last} (epoch {self._saved[0]}, step {self._saved[1]}) is intact; "
+                    f"{fix}, then continue with --resume {self.s.run_dir}")
         else:
             kept = "no checkpoint was written yet"
         return UserError(f"{exc}; stopped at epoch {self._epoch}, step {self.state.step}; {kept}",
                          exit_code=exc.exit_code)
+
+    def _out_of_memory(self, exc: Exception) -> UserError:
+        """The one line for an out-of-memory error: where, what to lower, which checkpoint is intact."""
+        what = (str(exc).strip().splitlines() or ["out of memory"])[0].split(". ")[0]
+        where = f"out of memory on {self.rt.device} at epoch {self._epoch}, step {self.state.step + 1} ({what})"
+        last = checkpoint_path(self.s.run_dir)
+        if self._saved is None or not last.is_file():
+            return UserError(f"{where}; no checkpoint was written yet: start again with a smaller train.batch_size "
+                             f"(retrain.batch_size for a retrain), data.image_size or search.space, or "
+                             f"run.bf16=true", exit_code=1)
+        return UserError(f"{where}; the previous checkpoint {last} (epoch {self._saved[0]}, step {self._saved[1]}) "
+                         f"is intact: continue with --resume {self.s.run_dir} --set train.batch_size=<smaller> "
+                         f"(retrain.batch_size for a retrain), or start a new run with a smaller data.image_size "
+                         f"or search.space, or run.bf16=true", exit_code=1)
 
     # -- the loop
     def fit(self) -> LoopState:
@@ -335,6 +349,8 @@ class Trainer:
                         raise self._interrupted(epoch)
         except WriteError as exc:
             raise self._write_failed(exc) from None
+        except torch.OutOfMemoryError as exc:
+            raise self._out_of_memory(exc) from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

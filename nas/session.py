@@ -30,7 +30,9 @@ START_FILES = ("metrics.csv", "config.yaml", "splits.json", "search_space.yaml",
 # run keeps them, or its config.yaml would describe another experiment than its checkpoints.
 FROZEN_ON_RESUME = ("model.", "search.space", "data.image_size", "data.split", "data.limit", "data.synthetic_n",
                     "data.layout", "data.official_split", "run.seed", "train.optimizer", "train.scheduler",
-                    "train.batch_size", "retrain.optimizer", "retrain.batch_size")
+                    "retrain.optimizer")
+# ... and, for a checkpoint taken in the middle of an epoch, the batch that sets its position there.
+FROZEN_MID_EPOCH = ("train.batch_size", "retrain.batch_size")
 
 
 @dataclass
@@ -139,10 +141,16 @@ def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
             raise UserError(f"{last}: not a checkpoint of nas search or nas retrain")
         raise UserError(f"{run_dir}: holds a {found} run; continue it with `nas {found} --resume {run_dir}`")
     before, now = _flat(read_run_config(run_dir)), _flat(config_to_dict(cfg))
+    mid_epoch = bool(ckpt.get("loop", {}).get("step_in_epoch"))
     for key in sorted(set(before) | set(now)):
-        if key.startswith(FROZEN_ON_RESUME) and before.get(key) != now.get(key):
+        if before.get(key) == now.get(key):
+            continue
+        if key.startswith(FROZEN_ON_RESUME):
             raise UserError(f"{key}: cannot change on --resume ({run_dir} was trained with {before.get(key)!r}, "
                             f"now {now.get(key)!r}); start a new run with --out instead")
+        if mid_epoch and key.startswith(FROZEN_MID_EPOCH):
+            raise UserError(f"{key}: cannot change on --resume from the middle of an epoch ({before.get(key)!r}, "
+                            f"now {now.get(key)!r}); its checkpoint holds the position in that epoch in batches")
     splits_path = run_dir / "splits.json"
     if not splits_path.is_file():
         raise UserError(f"{splits_path}: missing; the run cannot be resumed with the same data split")

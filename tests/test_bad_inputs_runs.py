@@ -263,6 +263,18 @@ def _(c):
     return ["retrain", "--resume", str(c.copy("retrain")), "--set", "train.optimizer=adam", "--set", "train.epochs=2"]
 
 
+@case("resume-mid-epoch-with-another-batch-size", 2,
+      r"error: train\.batch_size: cannot change on --resume from the middle of an epoch \(4, now 2\)")
+def _(c):
+    import torch
+
+    last = c.copy("search") / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    ckpt["loop"]["step_in_epoch"] = 1  # as if stopped by Ctrl-C after the first step of an epoch
+    torch.save(ckpt, last)
+    return ["search", "--resume", str(c.tmp / "run"), "--set", "train.batch_size=2", "--set", "train.epochs=2"]
+
+
 @case("resume-without-splits", 2, r"error: .*splits\.json: missing; the run cannot be resumed with the same data split")
 def _(c):
     (c.copy("search") / "splits.json").unlink()
@@ -452,6 +464,37 @@ def test_full_disk_while_writing_the_summary(tmp_path, monkeypatch, capsys, tiny
     _no_temp_files(tmp_path)
     monkeypatch.undo()
     assert main(["retrain", "--resume", str(run)]) == 0 and (run / "summary.json").is_file()
+
+
+def test_out_of_memory_names_what_to_lower_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys, tiny_overrides):
+    import torch
+
+    from nas import search as search_mod
+
+    original, calls = search_mod.SearchTask.train_step, {"n": 0}
+
+    def step(self, batch, epoch):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in epoch 2 (3 steps per epoch), as CUDA reports it
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total "
+                                         "capacity of 79.19 GiB of which 1.02 GiB is free.")
+        return original(self, batch, epoch)
+
+    monkeypatch.setattr(search_mod.SearchTask, "train_step", step)
+    run = tmp_path / "run"
+    code = main(["search", "--out", str(run), *_sets(tiny_overrides)])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1
+    assert re.fullmatch(rf"error: out of memory on cpu at epoch 2, step 5 \(CUDA out of memory\); the previous "
+                        rf"checkpoint .*last\.pt \(epoch 1, step 3\) is intact: continue with --resume "
+                        rf"{re.escape(str(run))} --set train\.batch_size=<smaller> \(retrain\.batch_size for a "
+                        rf"retrain\), or start a new run with a smaller data\.image_size or search\.space, or "
+                        rf"run\.bf16=true", line), line
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["loop"]["epoch"] == 1
+    monkeypatch.undo()
+    # the advice works: a smaller batch from the epoch-end checkpoint
+    assert main(["search", "--resume", str(run), "--set", "train.batch_size=2"]) == 0
+    assert "batch_size: 2" in (run / "config.yaml").read_text()
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
