@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import signal
 import sys
 import threading
-from typing import Optional
+from typing import Iterator, Optional
 
 from nas import __version__
 from nas.errors import Terminated, UserError
@@ -37,6 +38,20 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while the commands import torch: an exception raised inside a
+    C extension's initialisation can abort the interpreter. They are delivered right after."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _report(line: str) -> None:
     """Print the final line; a copy of the signal that stopped the run (forwarded by a launcher)
     must not interrupt it, so signals are ignored from here until `main` returns."""
@@ -56,7 +71,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         # installs its own handler that saves a checkpoint first.
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        parser = build_parser()
+        with _signals_held():
+            parser = build_parser()
         args = parser.parse_args(argv)
         func = getattr(args, "func", None)
         if func is None:

@@ -52,7 +52,8 @@ class PreparedRun:
         """Write the files a run starts with, once everything was checked (rank 0): a new run's
         metrics.csv header (first: it marks the folder as ours), config.yaml, splits.json and
         `files` (name -> YAML object); a resumed run's config.yaml (its new `--set` values)
-        and any of `files` that went missing."""
+        and any of `files` that went missing. The resume's checkpoint, restored by now, is let go."""
+        self.checkpoint = None
         if not self.rt.is_main:
             return
         from nas.loop import METRICS_COLUMNS, CsvLog
