@@ -241,12 +241,10 @@ class Trainer:
         if name == "last":
             self._saved = (self.state.epoch, self.state.step)
 
-    def resume(self, ckpt: dict[str, Any] | Path) -> None:
-        """Restore model, optimisers, RNG and position from a checkpoint (or its path); writes nothing."""
+    def resume(self, ckpt: dict[str, Any]) -> None:
+        """Restore model, optimisers, RNG, position and running sums from a loaded checkpoint
+        (`load_checkpoint`); writes nothing."""
         path = checkpoint_path(self.s.run_dir)
-        if not isinstance(ckpt, dict):
-            path = Path(ckpt)
-            ckpt = load_checkpoint(path, map_location=self.rt.device)
         try:
             self.task.model.load_state_dict(ckpt["model"])
             self.task.load_state_dict(ckpt["task"])
@@ -259,8 +257,6 @@ class Trainer:
         saved_sums = ckpt.get("epoch_sums")
         if saved_sums is not None and self.state.step_in_epoch and self.rt.is_main:
             self._sums = EpochSums.from_saved(saved_sums)  # the other ranks add theirs from here on
-        elif self.state.step_in_epoch:
-            self._sums = EpochSums()
         self._saved = (self.state.epoch, self.state.step)
         self._resumed = True
 
@@ -309,7 +305,7 @@ class Trainer:
     def _out_of_memory(self, exc: Exception) -> UserError:
         """The one line for an out-of-memory error: where, what to lower, which checkpoint is intact."""
         what = (str(exc).strip().splitlines() or ["out of memory"])[0].split(". ")[0]
-        where = f"out of memory on {self.rt.device} at epoch {self._epoch}, step {self.state.step + 1} ({what})"
+        where = f"out of memory on {self.rt.device} in epoch {self._epoch} after step {self.state.step} ({what})"
         last = checkpoint_path(self.s.run_dir)
         if self._saved is None or not last.is_file():
             return UserError(f"{where}; no checkpoint was written yet: start again with a smaller train.batch_size "

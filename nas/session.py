@@ -143,15 +143,15 @@ def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
         raise UserError(f"{run_dir}: holds a {found} run; continue it with `nas {found} --resume {run_dir}`")
     before, now = _flat(read_run_config(run_dir)), _flat(config_to_dict(cfg))
     mid_epoch = bool(ckpt.get("loop", {}).get("step_in_epoch"))
-    for key in sorted(set(before) | set(now)):
-        if before.get(key) == now.get(key):
+    for key in sorted(before):  # a key the run's version did not have yet cannot have changed
+        if key not in now or before[key] == now[key]:
             continue
         if key.startswith(FROZEN_ON_RESUME):
-            raise UserError(f"{key}: cannot change on --resume ({run_dir} was trained with {before.get(key)!r}, "
-                            f"now {now.get(key)!r}); start a new run with --out instead")
+            raise UserError(f"{key}: cannot change on --resume ({run_dir} was trained with {before[key]!r}, "
+                            f"now {now[key]!r}); start a new run with --out instead")
         if mid_epoch and key.startswith(FROZEN_MID_EPOCH):
-            raise UserError(f"{key}: cannot change on --resume from the middle of an epoch ({before.get(key)!r}, "
-                            f"now {now.get(key)!r}); its checkpoint holds the position in that epoch in batches")
+            raise UserError(f"{key}: cannot change on --resume from the middle of an epoch ({before[key]!r}, "
+                            f"now {now[key]!r}); its checkpoint holds the position in that epoch in batches")
     splits_path = run_dir / "splits.json"
     if not splits_path.is_file():
         raise UserError(f"{splits_path}: missing; the run cannot be resumed with the same data split")

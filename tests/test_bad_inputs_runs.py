@@ -485,7 +485,7 @@ def test_out_of_memory_names_what_to_lower_and_keeps_the_checkpoint(tmp_path, mo
     code = main(["search", "--out", str(run), *_sets(tiny_overrides)])
     line = _one_error_line(capsys.readouterr().err)
     assert code == 1
-    assert re.fullmatch(rf"error: out of memory on cpu at epoch 2, step 5 \(CUDA out of memory\); the previous "
+    assert re.fullmatch(rf"error: out of memory on cpu in epoch 2 after step 4 \(CUDA out of memory\); the previous "
                         rf"checkpoint .*last\.pt \(epoch 1, step 3\) is intact: continue with --resume "
                         rf"{re.escape(str(run))} --set train\.batch_size=<smaller> \(retrain\.batch_size for a "
                         rf"retrain\), or start a new run with a smaller data\.image_size or search\.space, or "
