@@ -2,7 +2,10 @@
 
 import sys
 
-from nas.cli import main
-
 if __name__ == "__main__":
+    try:
+        from nas.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while Python is still loading the command: one line, no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())

@@ -7,3 +7,10 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's time limit, `timeout`, preemption) outside the training loop, where
+    there is nothing to save: the command stops like on Ctrl-C, with its own exit code."""
+
+    exit_code = 143

@@ -11,14 +11,14 @@ import torch
 from nas.architect import Architect, beta_lambda, weight_step
 from nas.config import Config, config_to_dict
 from nas.evaluation import count_parameters
-from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer, checkpoint_path
+from nas.loop import ALPHAS_COLUMNS, CsvLog, LoopSettings, StepResult, Trainer
 from nas.losses import build_loss
 from nas.runs import write_json
 from nas.runtime import Runtime, average_gradients
 from nas.search_signal import model_alpha_state, search_signal, signal_columns
 from nas.search_space import SearchSpace, load_search_space
-from nas.session import (build_optimizer, build_scheduler, data_loader, load_scheduler_state, place_model,
-                         prepare_run)
+from nas.session import (build_optimizer, build_scheduler, data_loader, holds_run_folder, load_scheduler_state,
+                         place_model, prepare_run)
 from nas.supernet import Supernet
 
 
@@ -55,6 +55,7 @@ class SearchTask:
         self.alphas = CsvLog(run_dir / "alphas.csv", ALPHAS_COLUMNS, enabled=rt.is_main)
         self.lam = 0.0
         self.arch_frozen = True
+        self.resumed = False
 
     # -- LoopTask
     def train_batches(self, epoch: int, skip: int) -> tuple[Iterable[Any], int]:
@@ -67,6 +68,8 @@ class SearchTask:
         return zip(self.w_loader, _endless(self.a_loader)), n_steps
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
+        if epoch == 1 and not self.resumed:
+            self.log_initial_alphas()  # α₀ as step 0 (the logs have just been started)
         bd = self.cfg.search.beta_decay
         self.arch_frozen = epoch <= self.cfg.search.warmup_epochs
         self.lam = beta_lambda(epoch - 1, bd.lambda_start, bd.lambda_step, bd.lambda_max) if bd.enabled else 0.0
@@ -115,6 +118,7 @@ class SearchTask:
         load_scheduler_state(self.w_sched, state["w_sched"], self.cfg.train.epochs)
         # Checkpoints written before the signal existed lack it: measure from the resume point.
         self.alpha_init = state.get("alpha_init") or model_alpha_state(self.model)
+        self.resumed = True
 
     def log_initial_alphas(self) -> None:
         """α before the first step as rows of epoch 0, step 0 in ``alphas.csv``."""
@@ -128,6 +132,7 @@ def build_arch_optimizer(cfg: Config, params: Iterable[torch.nn.Parameter]) -> t
     return cls(list(params), lr=sc.arch_lr, betas=tuple(sc.arch_betas), weight_decay=sc.arch_weight_decay)
 
 
+@holds_run_folder
 def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
     """Run (or continue) a search into `out_dir`; returns the run folder."""
     space = None if resume else load_search_space(cfg.search.space)  # fail before any file is written
@@ -138,15 +143,12 @@ def search(cfg: Config, out_dir: Path, resume: bool = False) -> Path:
     task = SearchTask(cfg, space, data, rt, run.dir)
     settings = LoopSettings(epochs=cfg.train.epochs, run_dir=run.dir, val_loader=run.val_loader,
                             loss_fn=task.loss_fn, progress=cfg.log.progress, title="search",
-                            checkpoint_extra={"search_space": space.to_dict(), "splits": data.splits})
+                            checkpoint_extra={"search_space": space.to_dict(), "splits": data.splits},
+                            logs=[task.alphas])
     trainer = Trainer(task, settings, rt, config_to_dict(cfg))
-    if rt.is_main:
-        run.write_once("search_space.yaml", space.to_dict())
     if resume:
-        trainer.resume(checkpoint_path(run.dir))
-        task.alphas.truncate_after(trainer.state.step)
-    else:
-        task.log_initial_alphas()
+        trainer.resume(run.checkpoint)
+    run.start({"search_space.yaml": space.to_dict()})
     state = trainer.fit()
     if rt.is_main:
         write_json(run.dir / "summary.json", {

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, TypeVar
 
 import torch
 import yaml
 
-from nas.config import Config, TrainConfig, dump_config
+from nas.config import Config, TrainConfig, config_to_dict, dump_config
 from nas.errors import UserError
-from nas.runs import atomic_write_text, write_json, write_yaml
+from nas.lock import FolderLock
+from nas.runs import atomic_write_text, is_rank_zero, write_json, write_yaml
 from nas.runtime import Runtime, broadcast_module, seed_everything, setup_runtime, shutdown
 from nas.sampling import ResumableSampler
+
+T = TypeVar("T")
+
+
+# Which kind of run each data purpose belongs to.
+RUN_KINDS = {"search": "search", "train": "retrain"}
+# What a run writes before its first checkpoint. A folder holding only these, with our
+# metrics.csv and no checkpoints/last.pt, is a start that failed: a new run may replace it.
+START_FILES = ("metrics.csv", "config.yaml", "splits.json", "search_space.yaml", "alphas.csv", "genotype.yaml")
+# Keys that say what a checkpoint is (its data, split, network and optimiser state): a resumed
+# run keeps them, or its config.yaml would describe another experiment than its checkpoints.
+FROZEN_ON_RESUME = ("model.", "search.space", "data.image_size", "data.split", "data.limit", "data.synthetic_n",
+                    "data.layout", "data.official_split", "run.seed", "train.optimizer", "train.scheduler",
+                    "retrain.optimizer")
+# ... and, for a checkpoint taken in the middle of an epoch, the batch that sets its position there.
+FROZEN_MID_EPOCH = ("train.batch_size", "retrain.batch_size")
 
 
 @dataclass
@@ -28,11 +45,30 @@ class PreparedRun:
     test_loader: Optional[Iterable]
     data_summary: dict
     saved: dict = field(default_factory=dict)
+    resume: bool = False
+    checkpoint: Optional[dict] = None   # the validated last.pt of a resumed run (on the CPU)
 
-    def write_once(self, name: str, obj: Any) -> None:
-        path = self.dir / name
-        if not path.exists():
-            write_yaml(path, obj)
+    def start(self, files: Optional[dict[str, Any]] = None) -> None:
+        """Write the files a run starts with, once everything was checked (rank 0): a new run's
+        metrics.csv header (first: it marks the folder as ours), config.yaml, splits.json and
+        `files` (name -> YAML object); a resumed run's config.yaml (its new `--set` values)
+        and any of `files` that went missing. The resume's checkpoint, restored by now, is let go."""
+        self.checkpoint = None
+        if not self.rt.is_main:
+            return
+        from nas.loop import METRICS_COLUMNS, CsvLog
+
+        if not self.resume:
+            CsvLog(self.dir / "metrics.csv", METRICS_COLUMNS).start()
+            for name in START_FILES[1:]:  # a failed earlier start's files, e.g. of another kind
+                (self.dir / name).unlink(missing_ok=True)
+            (self.dir / "checkpoints" / "best.pt").unlink(missing_ok=True)
+        atomic_write_text(self.dir / "config.yaml", dump_config(self.cfg))
+        if not self.resume:
+            write_json(self.dir / "splits.json", self.data.splits)
+        for name, obj in (files or {}).items():
+            if not self.resume or not (self.dir / name).exists():
+                write_yaml(self.dir / name, obj)
 
     def standard_plots(self, kind: str) -> None:
         if not self.cfg.log.plots:
@@ -45,12 +81,33 @@ class PreparedRun:
         shutdown(self.rt)
 
 
+def holds_run_folder(command: Callable[..., T]) -> Callable[..., T]:
+    """Decorate ``command(cfg, out_dir, resume=False)`` (search, retrain) to hold the exclusive lock
+    of `out_dir` while it runs (rank 0 takes it), so two runs never write into one folder."""
+
+    @functools.wraps(command)
+    def locked(cfg: Config, out_dir: str | Path, resume: bool = False) -> T:
+        if not is_rank_zero():
+            return command(cfg, out_dir, resume=resume)
+        with FolderLock(out_dir, create=not resume):
+            return command(cfg, out_dir, resume=resume)
+
+    return locked
+
+
 def read_run_config(run_dir: Path) -> dict:
     """A run folder's saved ``config.yaml`` as a plain dict."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise UserError(f"{path}: not found; is {run_dir} a run folder?")
-    return yaml.safe_load(path.read_text())
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "not valid YAML"
+        raise UserError(f"{path}: cannot read the run's config ({reason})") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"{path}: cannot read the run's config (expected a mapping of sections)")
+    return tree
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> Config:
@@ -60,32 +117,99 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Config:
     return load_config(None, overrides, base=read_run_config(run_dir))
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
+    """Everything a resume needs, checked before anything is written: a readable last.pt of this
+    kind, the run's split, and no change to a key in FROZEN_ON_RESUME. Returns (checkpoint, splits)."""
+    from nas.data import read_splits
+    from nas.loop import checkpoint_kind, checkpoint_path, load_checkpoint
+
+    last = checkpoint_path(run_dir)
+    if not last.is_file():
+        raise UserError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+    ckpt = load_checkpoint(last)
+    found = checkpoint_kind(ckpt)
+    if found != kind:
+        if found is None:
+            raise UserError(f"{last}: not a checkpoint of nas search or nas retrain")
+        raise UserError(f"{run_dir}: holds a {found} run; continue it with `nas {found} --resume {run_dir}`")
+    before, now = _flat(read_run_config(run_dir)), _flat(config_to_dict(cfg))
+    mid_epoch = bool(ckpt.get("loop", {}).get("step_in_epoch"))
+    for key in sorted(before):  # a key the run's version did not have yet cannot have changed
+        if key not in now or before[key] == now[key]:
+            continue
+        if key.startswith(FROZEN_ON_RESUME):
+            raise UserError(f"{key}: cannot change on --resume ({run_dir} was trained with {before[key]!r}, "
+                            f"now {now[key]!r}); start a new run with --out instead")
+        if mid_epoch and key.startswith(FROZEN_MID_EPOCH):
+            raise UserError(f"{key}: cannot change on --resume from the middle of an epoch ({before[key]!r}, "
+                            f"now {now[key]!r}); its checkpoint holds the position in that epoch in batches")
+    splits_path = run_dir / "splits.json"
+    if not splits_path.is_file():
+        raise UserError(f"{splits_path}: missing; the run cannot be resumed with the same data split")
+    return ckpt, read_splits(splits_path)
+
+
+def check_new_run_folder(run_dir: Path) -> None:
+    """`--out` must be new or empty, or hold only a failed start (no checkpoint) of a run: never
+    replace someone's own files, never start over a run that has a checkpoint."""
+    from nas.lock import LOCK_NAME
+    from nas.runs import is_temp_file
+
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder; choose another --out")
+    entries = sorted(e.name for e in run_dir.iterdir() if e.name != LOCK_NAME and not is_temp_file(e.name))
+    if not entries:
+        return
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        held = "search" if (run_dir / "search_space.yaml").exists() else "retrain"
+        raise UserError(f"{run_dir}: already holds a {held} run; continue it with `nas {held} --resume {run_dir}` "
+                        f"or choose another --out")
+    ckpts = run_dir / "checkpoints"
+    ours = _has_our_metrics(run_dir / "metrics.csv") and all(
+        name in START_FILES or (name == "checkpoints" and ckpts.is_dir()
+                                and {p.name for p in ckpts.iterdir()} <= {"best.pt"})
+        for name in entries)
+    if not ours:
+        raise UserError(f"{run_dir}: already exists and holds other files ({', '.join(entries[:3])}"
+                        f"{', ...' if len(entries) > 3 else ''}); --out must be a new or empty folder "
+                        f"(or a run folder to continue with --resume)")
+
+
+def _has_our_metrics(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.readline().startswith(b"epoch,step,phase,")
+    except OSError:
+        return False
+
+
 def prepare_run(cfg: Config, run_dir: Path, resume: bool, purpose: str) -> PreparedRun:
-    """Create/validate the run folder, set up the process, build data; only rank 0 writes."""
+    """Check the run folder (and a resume's checkpoint and split), set up the process and build
+    the data. Writes nothing: the caller calls `start()` once its model and state are ready."""
     from nas.data import build_data
 
+    kind = RUN_KINDS[purpose]
+    checkpoint, splits, saved = None, None, {}
+    if resume:
+        checkpoint, splits = check_resumable(run_dir, kind, cfg)
+        if kind == "search":
+            saved["search_space"] = checkpoint["search_space"]
+    else:
+        check_new_run_folder(run_dir)
     rt = setup_runtime(cfg.run)
     seed_everything(cfg.run.seed)
-    saved: dict[str, Any] = {}
-    splits = None
-    if resume:
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise UserError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
-        splits_path = run_dir / "splits.json"
-        if not splits_path.is_file():
-            raise UserError(f"{splits_path}: missing; the run cannot be resumed with the same data split")
-        splits = json.loads(splits_path.read_text())
-        ss = run_dir / "search_space.yaml"
-        if ss.is_file():
-            saved["search_space"] = yaml.safe_load(ss.read_text())
-    elif (run_dir / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{run_dir}: already holds a run; use --resume {run_dir} to continue it or choose another --out")
-    if rt.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     data = build_data(cfg, purpose, splits=splits)
-    if rt.is_main and not resume:
-        write_json(run_dir / "splits.json", data.splits)
     # Every rank evaluates the whole val/test split (no padding, identical decisions on all ranks).
     val_loader = data_loader(data.val, cfg, rt.local(), cfg.train.eval_batch_size, train=False)[0] if len(data.val) else None
     test_loader = data_loader(data.test, cfg, rt.local(), cfg.train.eval_batch_size, train=False)[0] if len(data.test) else None
@@ -94,7 +218,7 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool, purpose: str) -> Prepa
                "synthetic_n": cfg.data.synthetic_n if cfg.data.root is None else None,
                "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test")}}
     return PreparedRun(dir=run_dir, cfg=cfg, rt=rt, data=data, val_loader=val_loader, test_loader=test_loader,
-                       data_summary=summary, saved=saved)
+                       data_summary=summary, saved=saved, resume=resume, checkpoint=checkpoint)
 
 
 def data_loader(dataset: Any, cfg: Config, rt: Runtime, batch_size: int, train: bool,

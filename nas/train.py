@@ -18,8 +18,8 @@ from nas.losses import LossFn, build_loss
 from nas.metrics import METRIC_NAMES
 from nas.runs import atomic_write_text, write_json
 from nas.runtime import Runtime, average_gradients
-from nas.session import (build_optimizer, build_scheduler, data_loader, load_scheduler_state, place_model,
-                         prepare_run)
+from nas.session import (build_optimizer, build_scheduler, data_loader, holds_run_folder, load_scheduler_state,
+                         place_model, prepare_run)
 
 if TYPE_CHECKING:
     from nas.genotype import Genotype
@@ -137,10 +137,15 @@ def write_per_image(path: Path, ids: list[str], result: EvalResult) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+@holds_run_folder
 def retrain(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
     """Train, validate every epoch, test the best checkpoint; returns the summary written."""
-    spec, genotype = model_spec(cfg)
-    run = prepare_run(cfg, Path(out_dir), resume, purpose="train")
+    if resume:  # the network is the one the checkpoint was trained as, not a re-read genotype file
+        run = prepare_run(cfg, Path(out_dir), resume, purpose="train")
+        spec, genotype = run.checkpoint["model_spec"], None
+    else:
+        spec, genotype = model_spec(cfg)
+        run = prepare_run(cfg, Path(out_dir), resume, purpose="train")
     cfg, rt, data = run.cfg, run.rt, run.data
     torch.manual_seed(cfg.run.seed)
     task = RetrainTask(cfg, build_from_spec(spec, genotype), data, rt)
@@ -150,11 +155,8 @@ def retrain(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
                             progress=cfg.log.progress, title=spec["label"], checkpoint_extra=extra)
     trainer = Trainer(task, settings, rt, config_to_dict(cfg))
     if resume:
-        trainer.resume(checkpoint_path(run.dir))
-    if rt.is_main and spec["name"] == "genotype":
-        from nas.runs import write_yaml
-
-        write_yaml(run.dir / "genotype.yaml", spec["kwargs"]["genotype"])
+        trainer.resume(run.checkpoint)
+    run.start({"genotype.yaml": spec["kwargs"]["genotype"]} if spec["name"] == "genotype" else {})
     state = trainer.fit()
     best = checkpoint_path(run.dir, "best")
     if best.is_file():

@@ -32,3 +32,44 @@ def tiny_supernet_alphas():
         for p in net.arch_parameters():
             p.normal_()
     return net, alpha_state_from_state_dict(net.state_dict(), "tiny supernet")
+
+
+@pytest.fixture
+def log_rows():
+    """`log_rows(run_dir, name="metrics.csv")`: a run's CSV log without its wall-clock columns
+    (the only ones an interrupted-and-resumed run may differ in)."""
+    import csv
+
+    def rows(run_dir, name="metrics.csv"):
+        with (run_dir / name).open() as f:
+            return [{k: v for k, v in r.items() if k not in ("time_s", "images_per_s")} for r in csv.DictReader(f)]
+
+    return rows
+
+
+@pytest.fixture
+def interrupt_at_step(monkeypatch):
+    """`interrupt_at_step(step, signum=SIGINT)`: the next `Trainer.fit` receives `signum` (Ctrl-C by
+    default) right after global step `step`. Returns the original `Trainer.fit`."""
+    import signal
+
+    from nas.loop import Trainer
+
+    original = Trainer.fit
+
+    def arm(step, signum=signal.SIGINT):
+        def fit_with_interrupt(self):
+            after = self.task.after_step
+
+            def after_step(epoch_frac, s, last):
+                after(epoch_frac, s, last)
+                if s == step:
+                    os.kill(os.getpid(), signum)
+
+            self.task.after_step = after_step
+            return original(self)
+
+        monkeypatch.setattr(Trainer, "fit", fit_with_interrupt)
+        return original
+
+    return arm

@@ -3,8 +3,6 @@ predictions at original size."""
 
 import csv
 import json
-import os
-import signal
 from pathlib import Path
 
 import cv2
@@ -43,23 +41,11 @@ def test_retrain_writes_run_folder(tmp_path, tiny_overrides):
     assert abs(sum(float(r["dice"]) for r in rows) / len(rows) - summary["test"]["dice"]) < 1e-5
 
 
-def test_retrain_kill_and_resume_ends_identical(tmp_path, tiny_overrides, monkeypatch):
+def test_retrain_kill_and_resume_ends_identical(tmp_path, tiny_overrides, monkeypatch, interrupt_at_step,
+                                               log_rows):
     cfg = _unet(tiny_overrides)
     retrain(cfg, tmp_path / "straight")
-    original = Trainer.fit
-
-    def fit_with_interrupt(self):
-        after = self.task.after_step
-
-        def after_step(epoch_frac, step, last):
-            after(epoch_frac, step, last)
-            if step == 7:  # epoch 2 of 6-step epochs
-                os.kill(os.getpid(), signal.SIGINT)
-
-        self.task.after_step = after_step
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "fit", fit_with_interrupt)
+    original = interrupt_at_step(7)  # epoch 2 of 6-step epochs
     with pytest.raises(Exception, match="interrupted at epoch 2"):
         retrain(cfg, tmp_path / "resumed")
     monkeypatch.setattr(Trainer, "fit", original)
@@ -68,6 +54,8 @@ def test_retrain_kill_and_resume_ends_identical(tmp_path, tiny_overrides, monkey
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # every row, the interrupted epoch's train row included, as in the uninterrupted run
+    assert log_rows(tmp_path / "resumed") == log_rows(tmp_path / "straight")
 
 
 def test_genotype_pipeline_search_discretize_retrain(tmp_path, tiny_overrides):

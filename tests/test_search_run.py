@@ -2,8 +2,6 @@
 
 import csv
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -55,39 +53,36 @@ def test_same_seed_same_alphas_bit_for_bit(tmp_path, tiny_overrides):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_kill_and_resume_ends_identical(tmp_path, tiny_overrides, monkeypatch):
+def test_kill_and_resume_ends_identical(tmp_path, tiny_overrides, monkeypatch, caplog, interrupt_at_step,
+                                       log_rows):
     cfg = load_config(None, tiny_overrides)
     straight = _params(search(cfg, tmp_path / "straight"))
 
-    # Interrupt (SIGINT, as Ctrl-C) in the middle of epoch 2, then resume.
-    original = Trainer.fit
-
-    def fit_with_interrupt(self):
-        task = self.task
-        original_after = task.after_step
-
-        def after_step(epoch_frac, step, last):
-            original_after(epoch_frac, step, last)
-            if step == 4:  # 3 steps per epoch: this is mid-epoch 2
-                os.kill(os.getpid(), signal.SIGINT)
-
-        task.after_step = after_step
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "fit", fit_with_interrupt)
+    # Interrupt (SIGINT, as Ctrl-C) in the middle of epoch 2 (3 steps per epoch), then resume.
+    original = interrupt_at_step(4)
     run = tmp_path / "interrupted"
     with pytest.raises(Exception, match="interrupted at epoch 2"):
         search(cfg, run)
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["loop"]["step"] == 4 and ckpt["loop"]["epoch"] == 1
+    assert ckpt["epoch_sums"]["counts"].shape == (4, 4)  # the 4 images of step 4, as (tp, fp, fn, tn)
+    # A kill or a full disk during an append leaves a torn last row: in metrics.csv one cut right
+    # after its step field (which a step filter alone would keep), in alphas.csv one cut before it.
+    with (run / "metrics.csv").open("a") as f:
+        f.write("2,4")
+    with (run / "alphas.csv").open("a") as f:
+        f.write("1.3")
     monkeypatch.setattr(Trainer, "fit", original)
     search(cfg, run, resume=True)
+    assert sum("dropped a partial last row" in r.message for r in caplog.records) == 2
     resumed = _params(run)
     for k in straight:
         assert torch.equal(straight[k], resumed[k]), k
-    with (run / "metrics.csv").open() as f:
-        steps = [int(r["step"]) for r in csv.DictReader(f) if r["phase"] == "step"]
+    steps = [int(r["step"]) for r in log_rows(run) if r["phase"] == "step"]
     assert steps == sorted(set(steps)) == list(range(1, 7))
+    # The interrupted epoch's train row averages all its steps, before and after the resume.
+    assert log_rows(run) == log_rows(tmp_path / "straight")
+    assert log_rows(run, "alphas.csv") == log_rows(tmp_path / "straight", "alphas.csv")
 
 
 def test_resume_refuses_missing_checkpoint(tmp_path, tiny_overrides):

@@ -35,11 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.lock import folder_lock
     from nas.predict import evaluate_run
 
-    s = evaluate_run(Path(args.run_dir), checkpoint=args.checkpoint, data_root=args.data, layout=args.layout,
-                     save_predictions=args.save_predictions, overlays=args.overlays, tta=args.tta,
-                     out_dir=args.out, device=args.device, overrides=args.overrides)
+    with folder_lock(args.out or args.run_dir, create=args.out is not None):  # one writer per results folder
+        s = evaluate_run(Path(args.run_dir), checkpoint=args.checkpoint, data_root=args.data, layout=args.layout,
+                         save_predictions=args.save_predictions, overlays=args.overlays, tta=args.tta,
+                         out_dir=args.out, device=args.device, overrides=args.overrides)
     t = s["test"]
     print(f"{s['images']} images  dice {t.get('dice', 0):.4f}  jaccard {t.get('jaccard', 0):.4f}  "
           f"thresholded jaccard {t.get('jaccard_t', 0):.4f}  accuracy {t.get('accuracy', 0):.4f}  "
