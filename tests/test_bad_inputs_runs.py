@@ -100,9 +100,14 @@ def user_experiment(ctx: Ctx) -> Path:
     """A user's own experiment folder: a config with comments and `extends:`, and a notes file."""
     from conftest import TINY
 
-    (ctx.tmp / "base.yaml").write_text("# shared settings\n" + "".join(
-        f"{k.split('.')[0]}:\n  {k.split('.', 1)[1]}: {v}\n" for k, v in (o.split("=", 1) for o in TINY)
-        if k.count(".") == 1))
+    import yaml
+
+    sections: dict = {}
+    for key, value in (o.split("=", 1) for o in TINY):
+        if key.count(".") == 1:
+            section, name = key.split(".")
+            sections.setdefault(section, {})[name] = yaml.safe_load(value)
+    (ctx.tmp / "base.yaml").write_text("# shared settings\n" + yaml.safe_dump(sections, sort_keys=False))
     exp = ctx.tmp / "myexp"
     exp.mkdir()
     (exp / "config.yaml").write_text("# my experiment: do not lose this comment\nextends: ../base.yaml\n"
