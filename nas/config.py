@@ -128,7 +128,7 @@ class RetrainConfig:
 @dataclass
 class BetaDecayConfig:
     enabled: bool = True
-    mode: str = "gradient"
+    mode: str = "centred"
     lambda_start: float = 0.5
     lambda_step: float = 0.5
     lambda_max: float = 15.0
@@ -139,8 +139,8 @@ class BetaDecayConfig:
 class SearchConfig:
     space: str = "unet_fullscale"
     order: int = 1
-    arch_optimizer: str = "radam"
-    arch_lr: float = 3e-4
+    arch_optimizer: str = "adam"
+    arch_lr: float = 3e-3
     arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     arch_weight_decay: float = 0.0
     warmup_epochs: int = 0
