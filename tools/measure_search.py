@@ -17,6 +17,11 @@ data order and the split). Per variant the table gives, as mean over seeds:
   min and max), `chance`: what independent uniformly random choices per node would share, and
   their difference. A search that finds something agrees across seeds well above chance.
 
+With `--planted`, every variant instead searches the planted problem of `nas/planted.py` (one
+node, target = 3×3 max pool of noise; seconds per run): whether max_pool_3x3 ends in front, its
+lead over the second op, and from which step it stayed in front, per seed, at `--planted-steps`
+steps with λ rising every `--planted-epoch` steps.
+
 With `--retrain-random N`, every searched genotype of the `--retrain-variant`s (default: the
 first variant) is retrained beside N random genotypes of the same space, policy and k
 (`nas discretize --random`), with the same config and seed, and the paired test-Dice difference
@@ -46,6 +51,7 @@ from measure_retrain import mean_std, parse_variant, run_nas  # noqa: E402
 from nas.config import load_config  # noqa: E402
 from nas.discretize import alpha_state_from_checkpoint, discretize, random_genotype  # noqa: E402
 from nas.genotype import save_genotype  # noqa: E402
+from nas.planted import planted_search  # noqa: E402
 from nas.search_signal import pair_agreement  # noqa: E402
 
 #: The settings compared when the project's search defaults were chosen (first = the thesis's).
@@ -105,6 +111,24 @@ def retrain_against_random(run: dict[str, Any], out: Path, config: Path, sets: l
             "diff": dice["searched"] - statistics.fmean(randoms)}
 
 
+def planted_table(console: Console, variants: list[tuple[str, list[str]]], args: argparse.Namespace,
+                  common: list[str]) -> None:
+    """Every variant on the planted problem at every seed (search settings from the variant
+    over ``--config`` and the extra overrides)."""
+    table = Table(title=f"planted problem (nas/planted.py): {args.planted_steps} steps, λ epoch = "
+                        f"{args.planted_epoch} steps, seeds {args.seeds}")
+    for column in ("variant", "solved", "top weight (uniform 0.1)", "lead over 2nd", "in front from step"):
+        table.add_column(column)
+    for name, sets in variants:
+        cfg = load_config(args.config, [*common, *sets])
+        runs = [planted_search(cfg, args.planted_steps, args.planted_epoch, seed=s) for s in args.seeds]
+        table.add_row(name, f"{sum(r.solved for r in runs)}/{len(runs)}",
+                      " ".join(f"{float(r.weights.max()):.4f}" for r in runs),
+                      " ".join(f"{r.lead:.3f}" for r in runs),
+                      " ".join("-" if r.found_at is None or not r.solved else str(r.found_at) for r in runs))
+    console.print(table)
+
+
 def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -120,6 +144,9 @@ def main() -> None:
                         help="retrain each searched genotype beside N random ones (paired per seed)")
     parser.add_argument("--retrain-variant", action="append", default=None, metavar="NAME",
                         help="variants whose genotypes are retrained (default: the first)")
+    parser.add_argument("--planted", action="store_true", help="measure the planted problem instead (fast)")
+    parser.add_argument("--planted-steps", type=int, default=150)
+    parser.add_argument("--planted-epoch", type=int, default=10, help="planted steps per λ epoch")
     parser.add_argument("extra", nargs="*", help="more KEY=VALUE overrides for every run")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
@@ -128,6 +155,9 @@ def main() -> None:
     policy, k, threshold = cfg.discretize.policy, cfg.discretize.k, cfg.discretize.threshold
 
     console = Console(width=None if sys.stdout.isatty() else 200)
+    if args.planted:
+        planted_table(console, variants, args, common)
+        return
     results: dict[str, Any] = {"config": str(args.config), "extra": args.extra, "seeds": args.seeds,
                                "policy": policy, "k": k, "variants": {}}
     runs: dict[str, list[dict[str, Any]]] = {}
