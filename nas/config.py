@@ -129,9 +129,9 @@ class RetrainConfig:
 class BetaDecayConfig:
     enabled: bool = True
     mode: str = "centred"
-    lambda_start: float = 0.5
-    lambda_step: float = 0.5
-    lambda_max: float = 15.0
+    lambda_start: float = 0.125
+    lambda_step: float = 0.125
+    lambda_max: float = 3.75
     include_blocks: bool = False
 
 
