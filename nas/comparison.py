@@ -181,7 +181,10 @@ def read_result(run_dir: str | Path, label: Optional[str] = None,
         scores[TEST_SPLIT] = Scores(TEST_SPLIT, run_dir, _metrics(summary), data=TEST_SPLIT)
         for folder in sorted(run_dir.glob(f"{EVAL_PREFIX}*")):
             if (folder / "summary.json").is_file():
-                s = _evaluation_scores(folder, _read_summary(folder / "summary.json"))
+                evaluated = _read_summary(folder / "summary.json")
+                if evaluated.get("data") == TEST_SPLIT:
+                    continue  # `nas evaluate RUN` re-scored the run's own test split: already above
+                s = _evaluation_scores(folder, evaluated)
                 if datasets is None or s.dataset in datasets:
                     scores[s.dataset] = s
         kind, sample = run_kind(run_dir, summary)

@@ -222,6 +222,14 @@ def test_evaluation_folders_are_datasets(paired_runs, tmp_path):
     assert all(set(r.scores) == {TEST_SPLIT} for r in only)
 
 
+def test_a_re_scored_test_split_is_not_a_second_dataset(paired_runs):
+    """`nas evaluate RUN` (no --data) writes evaluation-test/ for the run's own test split: the
+    same images and scores as the run itself, so it must not appear as another dataset."""
+    for run in paired_runs:
+        add_evaluation(run, "test", {"e1": 0.5}, data=TEST_SPLIT)
+    assert [d.dataset for d in build_comparison(collect_runs(paired_runs)).datasets] == [TEST_SPLIT]
+
+
 def test_random_samples_pool_into_one_row_and_face_the_searched(paired_runs, tmp_path):
     runs = list(paired_runs)
     for seed in (1, 2):
