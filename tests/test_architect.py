@@ -65,6 +65,16 @@ def _tiny_cell(dtype=torch.float32) -> SkipCell:
     return SkipCell(2, 2, 2, [*ops, "spatial_sep_conv_5x5"]).to(dtype)
 
 
+def _batches_and_spread_alphas(cell: SkipCell, seed: int) -> tuple[torch.Tensor, ...]:
+    """Train/val batches in float64, and α spread enough (N(0, 0.5)) that the softmax is not flat."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = tuple(torch.randn(3, 2, 8, 8, generator=gen, dtype=torch.float64) for _ in range(4))
+    with torch.no_grad():
+        for a in cell.arch_parameters():
+            a.normal_(0, 0.5)
+    return batches
+
+
 def test_first_order_step_updates_only_alpha_without_weight_grads() -> None:
     torch.manual_seed(0)
     cell = _tiny_cell()
@@ -114,11 +124,7 @@ def test_second_order_gradient_matches_finite_differences() -> None:
         cell, cell_loss, torch.optim.SGD(cell.arch_parameters(), lr=0.1), order=2,
         w_lr=xi, w_weight_decay=wd, hvp_r=1e-4,
     )
-    gen = torch.Generator().manual_seed(1)
-    xt, yt, xv, yv = (torch.randn(3, 2, 8, 8, generator=gen, dtype=torch.float64) for _ in range(4))
-    with torch.no_grad():
-        for a in cell.arch_parameters():
-            a.normal_(0, 0.5)
+    xt, yt, xv, yv = _batches_and_spread_alphas(cell, seed=1)
     weights = cell.weight_parameters()
 
     def unrolled_val_loss() -> float:
@@ -230,13 +236,10 @@ def test_second_order_uses_momentum_the_scheduled_lr_and_a_relative_hvp_step() -
     def loss(out, target):
         return scale * cell_loss(out, target)
 
-    gen = torch.Generator().manual_seed(3)
-    xt, yt, xv, yv = (torch.randn(3, 2, 8, 8, generator=gen, dtype=torch.float64) for _ in range(4))
-    with torch.no_grad():
-        for a in cell.arch_parameters():
-            a.normal_(0, 0.5)
+    xt, yt, xv, yv = _batches_and_spread_alphas(cell, seed=3)
     weights = cell.weight_parameters()
     w_opt = torch.optim.SGD(weights, lr=1e-4, momentum=mom, weight_decay=wd)
+    gen = torch.Generator().manual_seed(4)
     for _ in range(2):  # momentum buffers that differ from the next gradient
         weight_step(cell, loss, torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=gen),
                     torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=gen), w_opt, grad_clip=None)
