@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from nas.data import build_data, center_crop_box, load_original, preprocess_image, preprocess_mask, uncrop
+from nas.data import build_data, center_crop_box, load_original, preprocess_image, preprocess_mask
 from test_data_fixtures import H, W, cfg_for, make_layout
 
 
@@ -74,12 +74,6 @@ def test_preprocessing_crops_center_square_and_binarises():
     mask[:, 20:] = 200
     out = preprocess_mask(mask, 16)
     assert out.dtype == np.uint8 and set(np.unique(out)) == {0, 1} and out[:, :6].max() == 0
-
-
-def test_uncrop_inverts_the_crop_geometry():
-    pred = np.ones((16, 16), np.float32)
-    full = uncrop(pred, (30, 40))
-    assert full.shape == (30, 40) and full[:, 5:35].min() == 1 and full[:, :5].max() == 0 and full[:, 35:].max() == 0
 
 
 def test_records_keep_original_size_and_load_original(tmp_path):

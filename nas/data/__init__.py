@@ -13,8 +13,7 @@ from nas.data.augment import Augmenter, build_augmenter
 from nas.data.bundle import DataBundle, build_data, build_eval_dataset
 from nas.data.dataset import SegmentationDataset, make_loader
 from nas.data.layouts import layout_names, scan_folder
-from nas.data.preprocess import (CropBox, center_crop_box, load_original, preprocess_image, preprocess_mask,
-                                 uncrop)
+from nas.data.preprocess import (CropBox, center_crop_box, load_original, preprocess_image, preprocess_mask)
 from nas.data.records import Problem, Record
 from nas.data.splits import read_splits, write_splits
 from nas.data.synthetic import generate_pair, write_dataset
@@ -23,6 +22,6 @@ from nas.data.validate import DataError
 __all__ = [
     "Augmenter", "build_augmenter", "DataBundle", "build_data", "build_eval_dataset", "SegmentationDataset", "make_loader",
     "layout_names", "scan_folder", "CropBox", "center_crop_box", "load_original", "preprocess_image",
-    "preprocess_mask", "uncrop", "Problem", "Record", "read_splits", "write_splits", "generate_pair",
+    "preprocess_mask", "Problem", "Record", "read_splits", "write_splits", "generate_pair",
     "write_dataset", "DataError",
 ]

@@ -1,8 +1,7 @@
-"""The thesis preprocessing (center-crop to square, resize) and its inverse for predictions.
+"""The thesis preprocessing for training (center-crop to square, resize) and original-size loading.
 
-Kept apart from loading so that the evaluator can undo exactly what was done: a prediction made
-at `image_size` is resized to the crop's side and pasted into the crop box of the original image,
-zeros outside (`uncrop`).
+Inference does not crop (a lesion may extend past the central square): `nas.inference` resizes
+the whole image instead and maps probabilities back to each image's original size.
 """
 
 from __future__ import annotations
@@ -55,16 +54,6 @@ def preprocess_mask(mask: np.ndarray, size: int) -> np.ndarray:
     if sq.shape[0] != size:
         sq = cv2.resize(sq, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
     return (sq > 128).astype(np.uint8)
-
-
-def uncrop(pred: np.ndarray, orig_size: tuple[int, int]) -> np.ndarray:
-    """Map a square prediction (size, size) back to the original (h, w): resize (bilinear) to the crop
-    side, paste into the crop box, zeros outside. dtype is kept (use float probabilities, then threshold)."""
-    h, w = orig_size
-    y0, x0, side = center_crop_box(h, w)
-    out = np.zeros((h, w), dtype=pred.dtype)
-    out[y0:y0 + side, x0:x0 + side] = cv2.resize(pred, (side, side), interpolation=cv2.INTER_LINEAR)
-    return out
 
 
 def load_original(record: Record) -> tuple[np.ndarray, Optional[np.ndarray]]:
