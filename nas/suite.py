@@ -556,6 +556,7 @@ def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference:
     on the `evaluate_on` datasets, then write `report.md`, `report.csv`, `report_stats.csv` and
     the charts into `out_dir` (default `runs/suite-<name>`). `reference` overrides the suite's."""
     from nas.comparison import build_comparison, collect_runs
+    from nas.lock import folder_lock
     from nas.report import write_report
 
     suite = load_suite(path)
@@ -564,23 +565,25 @@ def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference:
         raise UserError(f"compare: --reference {reference}: no entry of {suite.path} has that name "
                         f"(entries: {', '.join(e.name for e in suite.entries)})")
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"suite-{suite.name}"
-    run_dirs, labels = [], []
-    for entry in suite.entries:
-        if entry.random is not None:
-            for sample, genotype in _ensure_random_genotypes(suite, entry, out_dir):
-                for seed in suite.seeds:
-                    run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir, sample))
-                    labels.append(entry.name)
-            continue
-        genotype = _ensure_genotype(suite, entry, out_dir) if entry.search is not None else None
-        for seed in suite.seeds:
-            run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir))
-            labels.append(entry.name)
-    evaluate_runs(suite.evaluate_on, run_dirs, out_dir, lambda text: _log(suite, text))
-    atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())  # once the runs are accepted
-    results = collect_runs(run_dirs, labels, datasets=[d.name for d in suite.evaluate_on])
-    comparison = build_comparison(results, reference=reference or suite.reference, random_pairs=suite.random_pairs(),
-                                  reference_by="--reference" if reference else "the suite's reference:")
-    written = write_report(comparison, out_dir / "report.md", title=f"Suite {suite.name}")
+    with folder_lock(out_dir):  # one suite per folder: two would retrain the same runs and mix reports
+        run_dirs, labels = [], []
+        for entry in suite.entries:
+            if entry.random is not None:
+                for sample, genotype in _ensure_random_genotypes(suite, entry, out_dir):
+                    for seed in suite.seeds:
+                        run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir, sample))
+                        labels.append(entry.name)
+                continue
+            genotype = _ensure_genotype(suite, entry, out_dir) if entry.search is not None else None
+            for seed in suite.seeds:
+                run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir))
+                labels.append(entry.name)
+        evaluate_runs(suite.evaluate_on, run_dirs, out_dir, lambda text: _log(suite, text))
+        atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())  # once the runs are accepted
+        results = collect_runs(run_dirs, labels, datasets=[d.name for d in suite.evaluate_on])
+        comparison = build_comparison(results, reference=reference or suite.reference,
+                                      random_pairs=suite.random_pairs(),
+                                      reference_by="--reference" if reference else "the suite's reference:")
+        written = write_report(comparison, out_dir / "report.md", title=f"Suite {suite.name}")
     return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, results=results, comparison=comparison,
                     written=written)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -183,6 +184,25 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path, fake):
     assert [(label, seed, resume) for label, seed, resume, _ in fake.retrains[6:]] == [("attunet", 2, True)]
     assert len(fake.searches) == 1 and len(fake.discretized) == 1  # search and genotype reused
     assert run_state(interrupted, "retrain") == "done"
+
+
+def test_a_suite_folder_in_use_is_refused_before_any_training(tmp_path, fake):
+    path = write_suite(tmp_path, ENTRIES)
+    out = tmp_path / "out"
+    code = ("import sys, time\nfrom nas.lock import FolderLock\nFolderLock(sys.argv[1]).acquire()\n"
+            "print('held', flush=True)\ntime.sleep(300)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"out: in use by another nas command \(pid {holder.pid} on "):
+            run_suite(path, out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert fake.retrains == [] and fake.searches == []
+    run_suite(path, out)  # the holder is gone: the suite runs, and leaves no lock behind
+    assert len(fake.retrains) == 6 and not (out / ".nas.lock").exists()
 
 
 def test_interrupted_search_is_resumed(tmp_path, fake):
