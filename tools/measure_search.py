@@ -54,15 +54,23 @@ from nas.genotype import save_genotype  # noqa: E402
 from nas.planted import planted_search  # noqa: E402
 from nas.search_signal import pair_agreement  # noqa: E402
 
-#: The settings compared when the project's search defaults were chosen (first = the thesis's).
+#: The settings compared when the project's search defaults were chosen (first = the thesis's
+#: recipe; the λ schedule of the others is the thesis's too, unless the name says otherwise).
+THESIS_LAMBDA = "search.beta_decay.lambda_start=0.5,search.beta_decay.lambda_step=0.5,search.beta_decay.lambda_max=15"
 DEFAULT_VARIANTS = [
-    "thesis=search.arch_optimizer=radam,search.arch_lr=0.0003,search.beta_decay.mode=gradient",
-    "radam_3e-3=search.arch_optimizer=radam,search.arch_lr=0.003,search.beta_decay.mode=gradient",
-    "adam_3e-3_gradient=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.mode=gradient",
-    "adam_3e-3_centred=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.mode=centred",
-    "adam_3e-3_decoupled=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.mode=decoupled",
+    f"thesis=search.arch_optimizer=radam,search.arch_lr=0.0003,search.beta_decay.mode=gradient,{THESIS_LAMBDA}",
+    f"radam_3e-3=search.arch_optimizer=radam,search.arch_lr=0.003,search.beta_decay.mode=gradient,{THESIS_LAMBDA}",
+    f"adam_3e-3_gradient=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.mode=gradient,"
+    f"{THESIS_LAMBDA}",
+    f"adam_3e-3_centred=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.mode=centred,{THESIS_LAMBDA}",
+    f"adam_3e-3_decoupled=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.mode=decoupled,"
+    f"{THESIS_LAMBDA}",
     "adam_3e-3_no_beta=search.arch_optimizer=adam,search.arch_lr=0.003,search.beta_decay.enabled=false",
-    "adam_1e-2_decoupled=search.arch_optimizer=adam,search.arch_lr=0.01,search.beta_decay.mode=decoupled",
+    f"adam_1e-2_decoupled=search.arch_optimizer=adam,search.arch_lr=0.01,search.beta_decay.mode=decoupled,"
+    f"{THESIS_LAMBDA}",
+    "lambda_x0.5=search.beta_decay.lambda_start=0.25,search.beta_decay.lambda_step=0.25,"
+    "search.beta_decay.lambda_max=7.5",
+    "defaults=",
 ]
 BASE_SET = ["log.progress=false", "log.plots=false"]
 
