@@ -451,21 +451,30 @@ class Comparison:
     datasets: list[DatasetComparison]
 
 
-def _seed_layers(row: TableRow, dataset: str, metric: str) -> dict[Any, dict[str, float]]:
-    """seed -> image id -> value, averaged over the runs of that seed (random samples)."""
-    by_seed: dict[Any, list[tuple[Path, dict[str, dict[str, float]]]]] = {}
-    for r in row.runs:
+def _seed_layers(row: TableRow, dataset: str, metric: str) -> tuple[dict[Any, dict[str, Any]], bool]:
+    """(seed -> image id -> value, shared). A row of random genotypes gives one value per sample
+    (in sample order), so that the paired statistics resample the genotypes too; `shared` says
+    that every seed holds the same samples (the same genotypes retrained at every seed), or that
+    the row has one run per seed."""
+    by_seed: dict[Any, list[tuple[Path, Optional[int], dict[str, dict[str, float]]]]] = {}
+    for r in sorted(row.runs, key=lambda r: (r.sample is None, r.sample or 0)):
         path = r.scores[dataset].per_image_path
-        by_seed.setdefault(r.seed, []).append((path, read_per_image(path)))
+        by_seed.setdefault(r.seed, []).append((path, r.sample, read_per_image(path)))
     layers = {}
     for seed, runs in by_seed.items():
-        first_path, first = runs[0]
-        for path, values in runs[1:]:
+        first_path, _, first = runs[0]
+        for path, _, values in runs[1:]:
             if set(values) != set(first):
                 raise UserError(f"{path}: scored other images than {first_path} (same model {row.label}, seed "
                                 f"{seed}); runs to be averaged need the same test images")
-        layers[seed] = {i: float(sum(v[i][metric] for _, v in runs) / len(runs)) for i in first}
-    return layers
+        if len(runs) == 1:
+            layers[seed] = {i: first[i][metric] for i in first}
+        else:
+            layers[seed] = {i: [v[i][metric] for _, _, v in runs] for i in first}
+    samples = {tuple(sample for _, sample, _ in runs) for runs in by_seed.values()}
+    one_run = all(len(runs) == 1 for runs in by_seed.values())  # nothing to resample: no constraint
+    shared = one_run or (len(samples) == 1 and None not in next(iter(samples)))
+    return layers, shared
 
 
 def _paired_seeds(model: TableRow, reference: TableRow, dataset: str) -> tuple[Optional[list[Any]], str]:
@@ -490,11 +499,12 @@ def contrast(model: TableRow, reference: TableRow, dataset: str, metrics: Sequen
     seeds, note = _paired_seeds(model, reference, dataset)
     diffs = {}
     for metric in metrics:
-        m, r = _seed_layers(model, dataset, metric), _seed_layers(reference, dataset, metric)
+        m, m_shared = _seed_layers(model, dataset, metric)
+        r, r_shared = _seed_layers(reference, dataset, metric)
         if seeds is not None:
             m, r = {s: m[s] for s in seeds}, {s: r[s] for s in seeds}
         try:
-            diffs[metric] = paired_difference(m, r, n_boot=n_boot)
+            diffs[metric] = paired_difference(m, r, n_boot=n_boot, shared_samples=m_shared and r_shared)
         except PairingError as exc:
             raise UserError(f"{model.runs[0].scores[dataset].per_image_path}: cannot be paired with "
                             f"{reference.runs[0].scores[dataset].per_image_path} ({dataset}): {exc}; paired "

@@ -36,14 +36,17 @@ HOW_TO_READ = f"""\
   the model is paired with seed *s* of the reference (same split, same images). Otherwise each
   side is first averaged per image over its seeds (this needs every seed to have scored the same
   images, as on an external dataset or an official split; if not, only the seeds both sides have
-  are paired, and the report says so). A random-genotype row is averaged per image over its
-  samples within each seed, i.e. it stands for "a random genotype of this space" on average.
+  are paired, and the report says so). A random-genotype row stands for "a random genotype of
+  this space": Δ and p use the mean over its samples, and the CI also resamples the samples.
 - **95 % CI**: percentile bootstrap, {N_BOOT:,} replicates, fixed generator seed (the same
   numbers on every rebuild). Each replicate draws the seeds with replacement and the images with
   replacement: one image draw shared by all seeds when every seed scored the same images
   (*crossed*), one draw per seed when each seed has its own test split (*nested*), images only
-  with one seed. The interval therefore carries both test-set and seed-to-seed variation, not
-  the variation between random-genotype samples.
+  with one seed. Against a random-genotype row, each replicate also draws its genotypes with
+  replacement (one draw for all seeds when the same genotypes were retrained at every seed, as
+  in a suite; one per seed otherwise), shown as "× N genotypes". The interval therefore carries
+  test-set, seed-to-seed and genotype-to-genotype variation: a searched genotype must beat random
+  genotypes of the space, not only the few that were drawn.
 - **p**: two-sided Wilcoxon signed-rank test on one difference per image (its mean over the
   paired seeds); zero differences dropped, tied |differences| get mid-ranks; exact sign-flip
   distribution up to {EXACT_MAX_N} non-zero differences, normal approximation with tie and
@@ -130,7 +133,7 @@ def stats_markdown(contrasts: list[Contrast]) -> str:
     for c in contrasts:
         for m, d in c.diffs.items():
             lines.append(f"| {c.model} | {c.reference} | {METRIC_HEADERS.get(m, m)} | {d.mean:+.4f} | "
-                         f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {format_p(d.p)} | {d.n_images} × {d.n_seeds} | "
+                         f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {format_p(d.p)} | {d.size_text} | "
                          f"{d.pairing} ({d.design}) | {_verdict(d)} |")
     return "\n".join(lines) + "\n"
 
@@ -139,15 +142,15 @@ def stats_csv(datasets: list[DatasetComparison]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["dataset", "comparison", "model", "reference", "metric", "mean_diff", "ci_low", "ci_high",
-                     "p_value", "test", "w_plus", "n_nonzero", "n_images", "n_seeds", "pairing", "bootstrap",
-                     "verdict"])
+                     "p_value", "test", "w_plus", "n_nonzero", "n_images", "n_seeds", "n_genotypes", "pairing",
+                     "bootstrap", "verdict"])
     for ds in datasets:
         for what, contrasts in (("vs reference", ds.versus_reference), ("searched vs random", ds.searched_vs_random)):
             for c in contrasts:
                 for m, d in c.diffs.items():
                     writer.writerow([ds.dataset, what, c.model, c.reference, m, repr(d.mean), repr(d.ci_low),
                                      repr(d.ci_high), repr(d.p), d.test.method, d.test.statistic, d.test.n,
-                                     d.n_images, d.n_seeds, d.pairing, d.design, _verdict(d)])
+                                     d.n_images, d.n_seeds, d.n_samples, d.pairing, d.design, _verdict(d)])
     return buf.getvalue()
 
 

@@ -6,9 +6,10 @@ deterministically (a fixed generator seed):
 
 - **mean paired difference**: the mean over seeds of the mean over that seed's images;
 - **95 % bootstrap interval** (percentile) of that mean, resampling what varies between
-  repetitions of the experiment: the test images and, where there are several, the seeds
-  (:func:`bootstrap_mean_ci`, two designs: *crossed* when every seed scored the same images,
-  *nested* when each seed has its own test split);
+  repetitions of the experiment: the test images, where there are several the seeds
+  (:func:`bootstrap_means`, two designs: *crossed* when every seed scored the same images,
+  *nested* when each seed has its own test split), and where one side is a set of retrained
+  random genotypes, the genotypes;
 - **p-value** of the Wilcoxon signed-rank test on one difference per distinct image (its mean
   over the seeds that scored it), zeros dropped, tied |differences| given mid-ranks; exact
   (the full sign-flip distribution, computed by dynamic programming) up to
@@ -123,7 +124,7 @@ def _weighted_means(rng: np.random.Generator, values: np.ndarray, replicates: in
 
 
 def bootstrap_means(layers: Sequence[np.ndarray], crossed: bool, n_boot: int = N_BOOT,
-                    seed: int = BOOT_SEED) -> np.ndarray:
+                    seed: int = BOOT_SEED, shared_samples: bool = False) -> np.ndarray:
     """Bootstrap replicates of the mean over layers (seeds) of the mean over images.
 
     `layers` holds one array of per-image values per seed. *Crossed* (every layer has the same
@@ -132,13 +133,24 @@ def bootstrap_means(layers: Sequence[np.ndarray], crossed: bool, n_boot: int = N
     model). *Nested* (each seed has its own images): each replicate draws the seeds with
     replacement and, for every drawn seed, its own images with replacement. One layer: a plain
     bootstrap over images.
+
+    A layer may also be 2-D, ``[samples, images]``: one side is a set of random genotypes, each
+    retrained (`samples`). Each replicate then also draws the samples with replacement, once for
+    all seeds when `shared_samples` (the same genotypes retrained at every seed, same order in
+    every layer), else once per seed layer (a seed drawn twice keeps its draw: slightly wider than
+    independent draws), so that the interval carries the spread between genotypes too:
+    a searched genotype must beat random genotypes, not the few that happened to be drawn.
     """
-    if not layers or any(len(x) == 0 for x in layers):
+    arrays = [np.asarray(x, dtype=float) for x in layers]
+    if not arrays or any(a.size == 0 for a in arrays):
         raise ValueError("bootstrap_means: every layer needs at least one value")
+    if any(a.ndim == 2 and a.shape[0] > 1 for a in arrays):
+        return _bootstrap_with_samples([np.atleast_2d(a) for a in arrays], crossed, n_boot, seed, shared_samples)
+    arrays = [a.reshape(-1) for a in arrays]
     rng = np.random.default_rng(seed)
-    s = len(layers)
+    s = len(arrays)
     if crossed:
-        data = np.stack([np.asarray(x, dtype=float) for x in layers])  # [S, N]
+        data = np.stack(arrays)  # [S, N]
         n = data.shape[1]
         out = np.empty(n_boot)
         for start in range(0, n_boot, _CHUNK):
@@ -153,8 +165,42 @@ def bootstrap_means(layers: Sequence[np.ndarray], crossed: bool, n_boot: int = N
         for layer in range(s):
             rows = np.flatnonzero(picks[:, j] == layer)
             if len(rows):
-                total[rows] += _weighted_means(rng, np.asarray(layers[layer], dtype=float), len(rows))
+                total[rows] += _weighted_means(rng, arrays[layer], len(rows))
     return total / s
+
+
+def _bootstrap_with_samples(layers: list[np.ndarray], crossed: bool, n_boot: int, seed: int,
+                            shared_samples: bool) -> np.ndarray:
+    """`bootstrap_means` for 2-D layers [samples, images]: samples, seeds and images drawn."""
+    if shared_samples and len({a.shape[0] for a in layers}) != 1:
+        raise ValueError("bootstrap_means: shared samples need the same number of samples in every layer")
+    rng = np.random.default_rng(seed)
+    s = len(layers)
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, _CHUNK):
+        b = min(start + _CHUNK, n_boot) - start
+        if shared_samples:
+            g = layers[0].shape[0]
+            weights = _counts(rng, g, b) / g
+            values = [weights @ a for a in layers]  # per layer [b, images]
+        else:
+            values = [(_counts(rng, a.shape[0], b) / a.shape[0]) @ a for a in layers]
+        if crossed:
+            n = values[0].shape[1]
+            seed_counts = _counts(rng, s, b) if s > 1 else np.ones((b, 1))
+            image_counts = _counts(rng, n, b)
+            out[start:start + b] = np.einsum("bs,bsn,bn->b", seed_counts, np.stack(values, 1), image_counts) / (s * n)
+            continue
+        picks = rng.integers(s, size=(b, s)) if s > 1 else np.zeros((b, 1), dtype=np.int64)
+        total = np.zeros(b)
+        for j in range(s):
+            for layer in range(s):
+                rows = np.flatnonzero(picks[:, j] == layer)
+                if len(rows):
+                    n = values[layer].shape[1]
+                    total[rows] += (_counts(rng, n, len(rows)) * values[layer][rows]).sum(1) / n
+        out[start:start + b] = total / s
+    return out
 
 
 def percentile_interval(replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -164,7 +210,8 @@ def percentile_interval(replicates: np.ndarray, level: float = LEVEL) -> tuple[f
 
 
 # ----------------------------------------------------------------------------- paired difference
-Layers = Mapping[Hashable, Mapping[str, float]]  # seed -> image id -> value
+Layers = Mapping[Hashable, Mapping[str, "float | Sequence[float]"]]
+"""seed -> image id -> value, or one value per retrained random genotype (sample) of that seed."""
 
 
 class PairingError(ValueError):
@@ -180,11 +227,18 @@ class PairedDiff:
     test: SignedRank
     n_images: int            # distinct images
     n_seeds: int             # seed layers the difference was averaged over
+    n_samples: int           # random genotypes per seed the interval resamples (1: none)
     pairing: str             # "by seed" or "seed means"
     design: str              # bootstrap design: "images", "crossed" or "nested"
     ids: tuple[str, ...]     # distinct images, sorted
     model_values: np.ndarray      # per distinct image: the model's value (mean over seeds)
     reference_values: np.ndarray  # per distinct image: the reference's value (mean over seeds)
+
+    @property
+    def size_text(self) -> str:
+        """What the interval resamples: `14 × 3` (images × seeds), `14 × 3 × 4 genotypes` with samples."""
+        text = f"{self.n_images} × {self.n_seeds}"
+        return f"{text} × {self.n_samples} genotypes" if self.n_samples > 1 else text
 
     @property
     def within_noise(self) -> bool:
@@ -202,7 +256,13 @@ def _differing(a: set[str], b: set[str]) -> str:
     return f"{len(diff)} ids differ, e.g. {diff[0]}"
 
 
-def _seed_means(layers: Layers, side: str) -> dict[str, float]:
+def _samples(value: "float | Sequence[float]") -> np.ndarray:
+    return np.atleast_1d(np.asarray(value, dtype=float))
+
+
+def _seed_means(layers: Layers, side: str, keep_samples: bool) -> dict[str, np.ndarray]:
+    """image id -> value averaged over the seeds (per sample when `keep_samples`, else also over
+    the samples)."""
     ids = None
     for seed, values in layers.items():
         if ids is None:
@@ -210,11 +270,25 @@ def _seed_means(layers: Layers, side: str) -> dict[str, float]:
         elif set(values) != ids:
             raise PairingError(f"{side}: seeds scored different images ({_differing(ids, set(values))}); "
                                f"they can only be paired seed by seed with a reference trained on the same seeds")
-    return {i: float(np.mean([layers[s][i] for s in layers])) for i in sorted(ids or ())}
+    out = {}
+    for i in sorted(ids or ()):
+        stacked = np.stack([_samples(layers[s][i]) for s in layers])  # [seeds, samples]
+        out[i] = stacked.mean(0) if keep_samples else np.atleast_1d(stacked.mean())
+    return out
+
+
+def _layer(m: Mapping[str, np.ndarray], r: Mapping[str, np.ndarray], ids: list[str]) -> np.ndarray:
+    """[samples, images] differences m - r of one layer. At most one side keeps its samples: when
+    both are sets of random genotypes, the model side is averaged."""
+    ma = np.stack([_samples(m[i]) for i in ids], axis=1)
+    ra = np.stack([_samples(r[i]) for i in ids], axis=1)
+    if ma.shape[0] > 1 and ra.shape[0] > 1:
+        ma = ma.mean(0, keepdims=True)
+    return ma - ra
 
 
 def paired_difference(model: Layers, reference: Layers, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
-                      level: float = LEVEL) -> PairedDiff:
+                      level: float = LEVEL, shared_samples: bool = False) -> PairedDiff:
     """Paired difference model - reference, per image.
 
     When both sides have the same seeds, images are paired within each seed (seed s of the
@@ -222,12 +296,16 @@ def paired_difference(model: Layers, reference: Layers, n_boot: int = N_BOOT, se
     averaged per image over its seeds, which needs every seed of a side to have scored the same
     images. Either way both sides must have scored exactly the same images (else
     :class:`PairingError`).
+
+    A side whose values are sequences is a set of random genotypes (one value per sample); the
+    interval then also resamples the genotypes (`shared_samples`: the same genotypes, in the same
+    order, at every seed; see :func:`bootstrap_means`), the mean and the p-value use their mean.
     """
     if not model or not reference:
         raise ValueError("paired_difference: both sides need at least one seed")
     if set(model) == set(reference):
         pairing = "by seed"
-        layer_ids, layer_diffs, per_image = [], [], {}
+        layer_ids, layer_diffs = [], []
         for s in sorted(model, key=str):
             m, r = model[s], reference[s]
             if set(m) != set(r):
@@ -235,29 +313,35 @@ def paired_difference(model: Layers, reference: Layers, n_boot: int = N_BOOT, se
                                    f"({_differing(set(m), set(r))})")
             ids = sorted(m)
             layer_ids.append(ids)
-            layer_diffs.append(np.array([m[i] - r[i] for i in ids], dtype=float))
-            for i in ids:
-                per_image.setdefault(i, []).append((m[i], r[i]))
+            layer_diffs.append(_layer(m, r, ids))
+        per_image: dict[str, list[tuple[float, float]]] = {}
+        for s in sorted(model, key=str):
+            for i in model[s]:
+                per_image.setdefault(i, []).append((float(_samples(model[s][i]).mean()),
+                                                    float(_samples(reference[s][i]).mean())))
     else:
         pairing = "seed means"
-        m, r = _seed_means(model, "model"), _seed_means(reference, "reference")
+        m = _seed_means(model, "model", shared_samples)
+        r = _seed_means(reference, "reference", shared_samples)
         if set(m) != set(r):
             raise PairingError(f"model and reference scored different images ({_differing(set(m), set(r))})")
         ids = sorted(m)
-        layer_ids, layer_diffs = [ids], [np.array([m[i] - r[i] for i in ids], dtype=float)]
-        per_image = {i: [(m[i], r[i])] for i in ids}
-    if any(len(x) == 0 for x in layer_diffs):
+        layer_ids, layer_diffs = [ids], [_layer(m, r, ids)]
+        per_image = {i: [(float(m[i].mean()), float(r[i].mean()))] for i in ids}
+    if any(x.shape[1] == 0 for x in layer_diffs):
         raise PairingError("no images to pair")
+    shared = shared_samples and len({x.shape[0] for x in layer_diffs}) == 1
     crossed = all(ids == layer_ids[0] for ids in layer_ids)
     design = "images" if len(layer_diffs) == 1 else ("crossed" if crossed else "nested")
     mean = float(np.mean([x.mean() for x in layer_diffs]))
-    lo, hi = percentile_interval(bootstrap_means(layer_diffs, crossed, n_boot, seed), level)
+    lo, hi = percentile_interval(bootstrap_means(layer_diffs, crossed, n_boot, seed, shared), level)
     distinct = sorted(per_image)
     model_values = np.array([np.mean([p[0] for p in per_image[i]]) for i in distinct])
     ref_values = np.array([np.mean([p[1] for p in per_image[i]]) for i in distinct])
     test = signed_rank_test(model_values - ref_values)
     return PairedDiff(mean=mean, ci_low=lo, ci_high=hi, p=test.p, test=test,
-                      n_images=len(distinct), n_seeds=len(layer_diffs), pairing=pairing, design=design,
+                      n_images=len(distinct), n_seeds=len(layer_diffs),
+                      n_samples=max(x.shape[0] for x in layer_diffs), pairing=pairing, design=design,
                       ids=tuple(distinct), model_values=model_values, reference_values=ref_values)
 
 

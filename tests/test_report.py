@@ -245,8 +245,13 @@ def test_random_samples_pool_into_one_row_and_face_the_searched(paired_runs, tmp
     assert (vs.model, vs.reference) == ("searched", "random")
     assert vs.diffs["dice"].mean == pytest.approx(np.mean(GAIN) + 0.06)
     assert vs.diffs["dice"].n_seeds == 2 and vs.diffs["dice"].pairing == "by seed"
+    assert vs.diffs["dice"].n_samples == 2  # the interval resamples the two genotypes too
     md = write_report(comparison, tmp_path / "rr" / "report.md")[0].read_text()
     assert "| random | random | 4 (2 samples; seeds 1, 2) |" in md and "### Searched vs random" in md
+    assert f"| {len(IDS)} × 2 × 2 genotypes |" in md
+    stats = list(csv.DictReader((tmp_path / "rr" / "report_stats.csv").open()))
+    assert {r["n_genotypes"] for r in stats if r["comparison"] == "searched vs random"} == {"2"}
+    assert {r["n_genotypes"] for r in stats if r["comparison"] == "vs reference" and r["model"] != "random"} == {"1"}
 
 
 def test_gallery_from_saved_predictions(paired_runs, tmp_path):

@@ -91,6 +91,40 @@ def test_bootstrap_crossed_and_nested_designs():
     assert reps.var() == pytest.approx(expected, rel=0.05)
 
 
+def test_bootstrap_resamples_random_genotypes_shared_or_per_seed():
+    c = np.array([0.3, -0.2, 0.1, -0.2])       # genotype effects (4 random genotypes)
+    a = np.array([0.0, 0.1, -0.05])            # seed effects
+    b = np.array([0.2, -0.1, 0.0, 0.3, -0.2])  # image effects
+    data = [c[:, None] + ai + b[None, :] for ai in a]  # [G, N] per seed: D[g, s, i] = c_g + a_s + b_i
+    shared = bootstrap_means(data, crossed=True, n_boot=40_000, shared_samples=True)
+    # the same genotype draw for every seed: its term does not shrink with the seeds
+    assert shared.var() == pytest.approx(c.var() / 4 + a.var() / 3 + b.var() / 5, rel=0.05)
+    per_seed = bootstrap_means(data, crossed=True, n_boot=40_000, shared_samples=False)
+    # one genotype draw per seed layer (a seed drawn twice keeps its draw): weight E[Σ w_s²] = 5/9
+    assert per_seed.var() == pytest.approx(5 / 9 * c.var() / 4 + a.var() / 3 + b.var() / 5, rel=0.05)
+    assert shared.mean() == pytest.approx(np.mean(data), abs=3e-3)
+    nested = bootstrap_means(data, crossed=False, n_boot=40_000, shared_samples=True)
+    assert nested.var() == pytest.approx(c.var() / 4 + a.var() / 3 + b.var() / 5 / 3, rel=0.05)
+    # one sample per layer is the plain design, replicate for replicate
+    flat = [ai + b for ai in a]
+    assert np.array_equal(bootstrap_means([x[None, :] for x in flat], True), bootstrap_means(flat, True))
+
+
+def test_paired_difference_against_random_genotypes():
+    model = {1: {"a": 0.8, "b": 0.6}, 2: {"a": 0.7, "b": 0.9}}
+    rand = {1: {"a": [0.5, 0.7], "b": [0.4, 0.6]}, 2: {"a": [0.6, 0.6], "b": [0.5, 0.9]}}
+    r = paired_difference(model, rand, shared_samples=True)
+    # sample means: seed 1 a 0.6 b 0.5 -> 0.2, 0.1; seed 2 a 0.6 b 0.7 -> 0.1, 0.2
+    assert r.mean == pytest.approx(0.15) and r.n_samples == 2 and r.size_text == "2 × 2 × 2 genotypes"
+    assert r.reference_values.tolist() == pytest.approx([0.6, 0.6])
+    averaged = paired_difference(model, {s: {i: float(np.mean(v)) for i, v in x.items()} for s, x in rand.items()})
+    assert averaged.mean == pytest.approx(r.mean) and averaged.p == r.p and averaged.n_samples == 1
+    assert r.ci_high - r.ci_low > averaged.ci_high - averaged.ci_low  # the genotypes' spread is in the interval
+    other_seeds = paired_difference({7: model[1]}, rand, shared_samples=True)  # seed means, per sample
+    assert other_seeds.pairing == "seed means" and other_seeds.n_samples == 2
+    assert other_seeds.mean == pytest.approx((0.8 - 0.6 + 0.6 - 0.6) / 2)
+
+
 def test_bootstrap_is_deterministic():
     x = [np.random.default_rng(5).normal(size=30)]
     reps = bootstrap_means(x, True)

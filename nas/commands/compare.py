@@ -73,7 +73,7 @@ def print_statistics(ds) -> None:
             d = c.diffs[m]
             cells += [f"{d.mean:+.4f}", f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]", format_p(d.p)]
         d = c.diffs["dice"]
-        out.add_row(c.model, c.reference, *cells, f"{d.n_images} × {d.n_seeds}",
+        out.add_row(c.model, c.reference, *cells, d.size_text,
                     style="dim" if d.within_noise else None)
     console = _console()
     console.print(out)
