@@ -30,7 +30,10 @@ START_FILES = ("metrics.csv", "config.yaml", "splits.json", "search_space.yaml",
 # run keeps them, or its config.yaml would describe another experiment than its checkpoints.
 FROZEN_ON_RESUME = ("model.", "search.space", "data.image_size", "data.split", "data.limit", "data.synthetic_n",
                     "data.layout", "data.official_split", "run.seed", "train.optimizer", "train.scheduler",
-                    "retrain.optimizer")
+                    "retrain.optimizer", "search.arch_optimizer")
+# Keys that runs of earlier versions did not write, with the value those versions used: a
+# resumed old run continues as it started, not with today's defaults.
+EARLIER_DEFAULTS = {("search", "arch_optimizer"): "radam", ("search", "beta_decay", "mode"): "gradient"}
 # ... and, for a checkpoint taken in the middle of an epoch, the batch that sets its position there.
 FROZEN_MID_EPOCH = ("train.batch_size", "retrain.batch_size")
 
@@ -114,7 +117,20 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Config:
     """The saved config of a run, with `--set` overrides (e.g. more epochs) applied on top."""
     from nas.config import load_config
 
-    return load_config(None, overrides, base=read_run_config(run_dir))
+    return load_config(None, overrides, base=with_earlier_defaults(read_run_config(run_dir)))
+
+
+def with_earlier_defaults(saved: dict) -> dict:
+    """`saved` (a run's config.yaml) with the keys its version did not write set as it ran then."""
+    for path, value in EARLIER_DEFAULTS.items():
+        node = saved
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                break
+            node = node[key]
+        else:
+            node.setdefault(path[-1], value)
+    return saved
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -141,7 +157,7 @@ def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
         if found is None:
             raise UserError(f"{last}: not a checkpoint of nas search or nas retrain")
         raise UserError(f"{run_dir}: holds a {found} run; continue it with `nas {found} --resume {run_dir}`")
-    before, now = _flat(read_run_config(run_dir)), _flat(config_to_dict(cfg))
+    before, now = _flat(with_earlier_defaults(read_run_config(run_dir))), _flat(config_to_dict(cfg))
     mid_epoch = bool(ckpt.get("loop", {}).get("step_in_epoch"))
     for key in sorted(before):  # a key the run's version did not have yet cannot have changed
         if key not in now or before[key] == now[key]:

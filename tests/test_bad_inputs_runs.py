@@ -268,6 +268,22 @@ def _(c):
     return ["retrain", "--resume", str(c.copy("retrain")), "--set", "train.optimizer=adam", "--set", "train.epochs=2"]
 
 
+@case("resume-set-other-arch-optimizer", 2,
+      r"error: search\.arch_optimizer: cannot change on --resume \(.*run was trained with 'adam', now 'radam'\)")
+def _(c):
+    return ["search", "--resume", str(c.copy("search")), "--set", "search.arch_optimizer=radam"]
+
+
+@case("resume-of-an-earlier-version-keeps-its-arch-optimizer", 2,
+      r"error: search\.arch_optimizer: cannot change on --resume \(.*run was trained with 'radam', now 'adam'\)")
+def _(c):
+    run = c.copy("search")  # a run of a version before search.arch_optimizer existed: it used RAdam
+    text = (run / "config.yaml").read_text()
+    assert "  arch_optimizer: adam\n" in text
+    (run / "config.yaml").write_text(text.replace("  arch_optimizer: adam\n", ""))
+    return ["search", "--resume", str(run), "--set", "search.arch_optimizer=adam"]
+
+
 @case("resume-mid-epoch-with-another-batch-size", 2,
       r"error: train\.batch_size: cannot change on --resume from the middle of an epoch \(4, now 2\)")
 def _(c):

@@ -182,3 +182,21 @@ def test_a_default_search_moves_alpha_and_records_its_signal(tmp_path, tiny_over
     with (run / "alphas.csv").open() as f:
         first = [r for r in csv.DictReader(f) if r["step"] == "0"]
     assert len(first) == sum(t.numel() for c in init.values() for t in c.values())
+
+
+def test_a_run_of_an_earlier_version_resumes_with_the_alpha_recipe_it_started_with(tmp_path, tiny_overrides):
+    """Runs written before `search.arch_optimizer` and `search.beta_decay.mode` existed used RAdam
+    and the plain β-decay gradient; a resume must not switch them to today's defaults."""
+    out = tmp_path / "old"
+    args = ["search", "--out", str(out), *[a for o in tiny_overrides + ["train.epochs=1", "search.arch_optimizer=radam",
+                                                                       "search.beta_decay.mode=gradient"]
+                                           for a in ("--set", o)]]
+    assert main(args) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["search"]["arch_optimizer"], saved["search"]["beta_decay"]["mode"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["search", "--resume", str(out), "--set", "train.epochs=2"]) == 0
+    resumed = yaml.safe_load((out / "config.yaml").read_text())
+    assert resumed["search"]["arch_optimizer"] == "radam" and resumed["search"]["beta_decay"]["mode"] == "gradient"
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert "amsgrad" not in ckpt["task"]["a_opt"]["param_groups"][0]  # torch.optim.RAdam's state, not Adam's
