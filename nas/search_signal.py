@@ -122,11 +122,13 @@ def search_signal(alpha_init: Mapping[str, Mapping[str, Tensor]], alpha_now: Map
         gains += c_gain
         kls += c_kl
         cells[cell] = {"top_gain": max(c_gain), "kl_uniform": statistics.fmean(c_kl)}
-    agree = pair_agreement(alpha_now, alpha_init, space, policy, k, threshold)
-    for cell, value in agree["cells"].items():
-        cells[cell]["init_agreement"] = value
     move = math.sqrt(moved_sq / count) if count else 0.0
     spread = math.sqrt(init_sq / count) if count else 0.0
+    # equal initial α (search.alpha_init 0) choose nothing: their "choice" is the tie-break order
+    agree = (pair_agreement(alpha_now, alpha_init, space, policy, k, threshold) if spread > 0 else
+             {"agreement": None, "chance": None, "cells": dict.fromkeys(alpha_now)})
+    for cell, value in agree["cells"].items():
+        cells[cell]["init_agreement"] = value
     return {
         "alpha_move": move,
         "alpha_init_spread": spread,

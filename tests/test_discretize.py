@@ -209,6 +209,7 @@ def test_cli_writes_genotype_and_prints_table(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "skip_1_1" in out and "SSB" in out and "genotype.yaml" in out
     g = load_genotype(run / "genotype.yaml")
+    assert len(g.source.pop("digest")) == 16  # by which a later nas discretize knows its own file
     assert g.source == {"run": str(run), "epoch": 2, "step": 4, "policy": "thesis", "k": 3}
     assert all(len(c.node_edges(n)) in (0, 3) for c in g.cells.values() for n in (1, 2))  # k=3, or pruned
 
@@ -261,10 +262,14 @@ def test_cli_random_genotype_of_a_run_or_a_space(tmp_path: Path, capsys) -> None
     fake_search_run(run)
     assert main(["discretize", str(run), "--random", "--seed", "3", "--k", "2"]) == 0
     g = load_genotype(run / "genotype-random3.yaml")
+    digest = g.source.pop("digest")
     assert g.source == {"run": str(run), "random": True, "seed": 3, "policy": "thesis", "k": 2}
+    assert isinstance(digest, str) and len(digest) == 16
     assert main(["discretize", "--random", "--space", "tiny", "--seed", "3", "--k", "2",
                  "-o", str(tmp_path / "r.yaml")]) == 0
     assert load_genotype(tmp_path / "r.yaml").cells == g.cells  # same space, seed and k: same sample
+    assert main(["discretize", "--random", "--space", "tiny", "--seed", "4", "--k", "2",  # its own file:
+                 "-o", str(tmp_path / "r.yaml")]) == 0                                     # replaced
     capsys.readouterr()
     assert main(["discretize", "--random", "--space", "tiny"]) == 2
     assert "needs -o FILE" in capsys.readouterr().err
@@ -278,15 +283,20 @@ def test_cli_keeps_a_hand_edited_genotype_unless_forced(tmp_path: Path, capsys) 
     assert main(["discretize", str(run)]) == 0
     assert main(["discretize", str(run), "--k", "2"]) == 0  # an unedited result may be replaced
     assert load_genotype(target).source["k"] == 2
-    edited = target.read_text().replace("weight: 0.", "weight: 0.9", 1)
-    target.write_text(edited)
-    capsys.readouterr()
-    assert main(["discretize", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not an unedited discretization" in err and "--force" in err
-    assert target.read_text() == edited  # nothing lost
+    written = target.read_text()
+    for edited in (written.replace("weight: 0.", "weight: 0.9", 1), "# my notes\n" + written):
+        target.write_text(edited)
+        capsys.readouterr()
+        assert main(["discretize", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not an unedited discretization" in err and "--force" in err
+        assert target.read_text() == edited  # nothing lost
     assert main(["discretize", str(run), "--force"]) == 0
     assert load_genotype(target).source["k"] == 3
+    # its own file is recognised by its digest even when the run changed since (e.g. resumed)
+    (run / "checkpoints" / "last.pt").unlink()
+    assert main(["discretize", str(run), "--from-epoch", "1"]) == 0
+    assert load_genotype(target).source["epoch"] == 1
 
 
 def test_cli_prints_the_search_signal_and_warns_when_the_initialisation_decided(tmp_path, tiny_overrides, capsys):

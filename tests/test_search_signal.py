@@ -28,6 +28,17 @@ def test_unmoved_alpha_are_decided_by_the_initialisation(tiny_space):
     assert any("decided by the initialisation" in n for n in signal_verdict(s))
 
 
+def test_equal_initial_alpha_have_no_choice_to_agree_with(tiny_space):
+    """search.alpha_init 0: the initial "genotype" would be the tie-break order, not a choice."""
+    a0 = {c: {g: torch.zeros_like(t) for g, t in groups.items()}
+          for c, groups in random_alpha_state(tiny_space, 1).items()}
+    s = search_signal(a0, _copy(a0), tiny_space)
+    assert s["init_agreement"] is None and s["init_chance"] is None and s["alpha_move_ratio"] is None
+    assert all(cell["init_agreement"] is None for cell in s["cells"].values())
+    assert not any("decided by the initialisation" in n for n in signal_verdict(s))
+    assert math.isnan(signal_columns(s)["init_agreement"])
+
+
 def test_a_shift_of_a_whole_group_is_no_move(tiny_space):
     a0 = random_alpha_state(tiny_space, 1)
     a1 = _copy(a0)

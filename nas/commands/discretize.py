@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -51,9 +52,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     config = args.run_dir / "config.yaml" if args.run_dir is not None else None
     if config is not None and config.is_file():
         try:
-            saved = (yaml.safe_load(config.read_text()) or {}).get("discretize") or {}
-        except (yaml.YAMLError, AttributeError):
-            saved = {}
+            saved = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("discretize") or {}
+        except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
+            saved = {}  # the run's settings cannot be read: the command line and defaults (load_run_alphas says why)
     given = {"policy": args.policy, "k": args.k, "threshold": args.threshold}
     return {key: given[key] if given[key] is not None else saved.get(key, default)
             for key, default in _DEFAULTS.items()}
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     default_name = f"genotype-random{args.seed}.yaml" if args.random else "genotype.yaml"
     out = args.output or args.run_dir / default_name
     _refuse_overwrite(out, genotype, args.force)
-    save_genotype(genotype, out)
+    save_genotype(_with_digest(genotype), out)
     print_genotype(genotype)
     if signal is not None:
         print_signal(signal)
@@ -108,10 +109,39 @@ def _refuse_overwrite(out: Path, genotype: Any, force: bool) -> None:
         text = out.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         text = None
-    if text is not None and text in (genotype_text(genotype), _rediscretized_text(text)):
+    if text is not None and (_unedited(text) or text in (genotype_text(genotype), _rediscretized_text(text))):
         return
     raise UserError(f"{out}: exists and is not an unedited discretization (edited by hand?); "
                     f"use --force to replace it or -o to write another file")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _with_digest(genotype: Any) -> Any:
+    """The genotype with ``source.digest``: a hash of the file as written without it, by which a
+    later ``nas discretize`` recognises its own unedited file (whatever happened to the run since)."""
+    from nas.genotype import genotype_text
+
+    plain = dataclasses.replace(genotype, source={k: v for k, v in genotype.source.items() if k != "digest"})
+    return dataclasses.replace(plain, source={**plain.source, "digest": _digest(genotype_text(plain))})
+
+
+def _unedited(text: str) -> bool:
+    """True when `text` is exactly a file this command wrote: its digest matches the rest, and
+    re-writing the parsed data gives the same text (no edit, not even a comment)."""
+    from nas.runs import yaml_text
+
+    try:
+        data = yaml.safe_load(text)
+        recorded = data["source"]["digest"]
+        if yaml_text(data) != text:
+            return False
+        del data["source"]["digest"]
+        return isinstance(recorded, str) and _digest(yaml_text(data)) == recorded
+    except (yaml.YAMLError, TypeError, KeyError):
+        return False
 
 
 def _rediscretized_text(text: str) -> Optional[str]:
@@ -150,8 +180,10 @@ def print_signal(signal: dict[str, Any]) -> None:
     moved = f"{signal['alpha_move']:.3g}" + (f" ({ratio:.3g}x their initial spread)" if ratio is not None else "")
     console.print(f"search signal ({signal['source']}): α moved {moved}; median over nodes: strongest pair "
                   f"+{signal['top_gain']:.2%} over an equal share, KL to uniform {signal['kl_uniform']:.3g}; "
-                  f"kept pairs shared with the initial α's choice {signal['init_agreement']:.0%} "
-                  f"(chance {signal['init_chance']:.0%})", soft_wrap=True)
+                  + (f"kept pairs shared with the initial α's choice {signal['init_agreement']:.0%} "
+                     f"(chance {signal['init_chance']:.0%})" if signal["init_agreement"] is not None else
+                     "α started equal (search.alpha_init 0), so no initial choice to compare with"),
+                  soft_wrap=True)
     for note in signal["warnings"]:
         console.print(f"[yellow]warning:[/] {note}", soft_wrap=True)
 
