@@ -28,9 +28,10 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from nas.errors import UserError
+from nas.outputs import TEST_SPLIT_DATA, same_data
 from nas.stats import N_BOOT, PairedDiff, PairingError, paired_difference
 
-TEST_SPLIT = "test split"
+TEST_SPLIT = TEST_SPLIT_DATA  # the dataset name of each run's own test split
 EVAL_PREFIX = "evaluation-"
 METRICS = ("dice", "jaccard", "jaccard_t", "accuracy", "sensitivity", "specificity")
 KINDS = ("baseline", "searched", "random")
@@ -517,6 +518,21 @@ def _missing_per_image(row: TableRow, dataset: str) -> Optional[Path]:
                  if not r.scores[dataset].per_image_path.is_file()), None)
 
 
+def _check_one_folder(table: CompareTable, dataset: str) -> None:
+    """Every run's `dataset` must be the same data: an evaluation folder is named after the data
+    folder, so two folders of one name elsewhere (…/a/test, …/b/test) would be paired as one."""
+    first: Optional[Scores] = None
+    for row in table.rows:
+        for run in row.runs:
+            s = run.scores[dataset]
+            if first is None:
+                first = s
+            elif not same_data(first.data, s.data):
+                raise UserError(f"compare: {s.folder} scored {s.data}, {first.folder} scored {first.data}, both "
+                                f"named '{dataset}'; evaluate every run on the same folder, or one of them with "
+                                f"`nas evaluate RUN --data DIR --out RUN/evaluation-<other name>`")
+
+
 def compare_dataset(results: Sequence[RunResult], dataset: str, reference: Optional[str],
                     random_pairs: Optional[Sequence[tuple[str, str]]] = None, n_boot: int = N_BOOT) -> DatasetComparison:
     """The table of `dataset`, every row vs the reference, and searched vs random.
@@ -524,6 +540,7 @@ def compare_dataset(results: Sequence[RunResult], dataset: str, reference: Optio
     `random_pairs` lists (searched, random) row labels; None pairs every `searched` row with every
     `random` row."""
     table = compare_table(results, dataset=dataset)
+    _check_one_folder(table, dataset)
     notes = [f"not counted: {r.run_dir} ({why})" for r, why in table.excluded]
     ref_row = table.row(reference) if reference else None
     if reference and ref_row is None and table.rows:

@@ -83,7 +83,7 @@ def evaluation_done(eval_dir: Path, data_root: Path, run_dir: Path) -> bool:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
     return (isinstance(summary, dict) and summary.get("kind") == "evaluate"
-            and summary.get("data") == str(data_root) and (eval_dir / "per_image.csv").is_file()
+            and summary.get("data") == str(Path(data_root).resolve()) and (eval_dir / "per_image.csv").is_file()
             and (eval_dir / "predictions" / "index.csv").is_file()
             and summary_path.stat().st_mtime >= (run_dir / "summary.json").stat().st_mtime)
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from nas.errors import UserError
 from nas.runs import atomic_write_text
+
+TEST_SPLIT_DATA = "test split"  # the `data` of an evaluation of a run's own test split
 
 INDEX_NAME = "index.csv"
 # id, the input image, its ground truth (empty for `nas predict`), the mask written; then optional files
@@ -108,9 +111,12 @@ def write_index(folder: Path, rows: Iterable[dict[str, str]], previous: Sequence
     atomic_write_text(folder / INDEX_NAME, buf.getvalue())
 
 
-def check_results_folder(folder: Path, datasets: Iterable[Optional[Path]], option: str) -> None:
+def check_results_folder(folder: Path, datasets: Iterable[Optional[Path]], option: str,
+                         scored: Optional[str] = None) -> None:
     """`nas evaluate --out`: outside every dataset, and either free of results or holding an earlier
-    `nas evaluate` result (its summary.json says `kind: evaluate`), which is replaced."""
+    `nas evaluate` result (its summary.json says `kind: evaluate`) of the same data (`scored`:
+    the folder or "test split"), which is replaced. Another dataset's results, e.g. of a folder of
+    the same name elsewhere, are kept: `nas compare` would take the new ones for the old."""
     check_outside_datasets(folder, datasets, option)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{option} {folder}: exists and is not a folder")
@@ -119,9 +125,24 @@ def check_results_folder(folder: Path, datasets: Iterable[Optional[Path]], optio
     if not taken:
         return
     try:
-        kind = json.loads(summary.read_text(encoding="utf-8")).get("kind") if summary.is_file() else None
+        earlier = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
+        kind, data = earlier.get("kind"), earlier.get("data")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        kind = None
+        kind, data = None, None
     if kind != "evaluate":
         raise UserError(f"{taken[0]}: already exists and was not written by nas evaluate; refusing to overwrite it "
                         f"(choose another {option})")
+    if scored is not None and isinstance(data, str) and not same_data(data, scored):
+        raise UserError(f"{folder}: holds the evaluation of {data}, not of {scored}; choose another {option} "
+                        f"(or delete that folder)")
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two recorded `data` values (a folder, or the run's "test split") name the same
+    data. A folder recorded relative to an unknown working directory cannot be told apart from
+    another of the same name: it counts as the same."""
+    if TEST_SPLIT_DATA in (a, b):
+        return a == b
+    if Path(a).is_absolute() and Path(b).is_absolute():
+        return os.path.realpath(a) == os.path.realpath(b)
+    return True

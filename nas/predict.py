@@ -23,8 +23,8 @@ from nas.errors import UserError
 from nas.evaluation import evaluate_whole_images, measure_latency
 from nas.inference import WholeImageDataset, binary_mask, files_reader, iter_predictions, whole_image_loader
 from nas.loop import checkpoint_path, load_checkpoint
-from nas.outputs import (INPUTS_FOLDER, check_outside_datasets, check_results_folder, check_writable,
-                         write_index)
+from nas.outputs import (INPUTS_FOLDER, TEST_SPLIT_DATA, check_outside_datasets, check_results_folder,
+                         check_writable, write_index)
 from nas.runs import atomic_write_bytes, write_json
 from nas.runtime import setup_runtime
 from nas.session import read_run_config
@@ -179,7 +179,8 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
     name = Path(data_root).name if data_root is not None else "test"
     out_dir = Path(out_dir) if out_dir else run_dir / f"evaluation-{name}"
     datasets = _roots(cfg.data.root, trained_on)
-    check_results_folder(out_dir, datasets, "--out")
+    scored = str(Path(data_root).resolve()) if data_root is not None else TEST_SPLIT_DATA
+    check_results_folder(out_dir, datasets, "--out", scored)
     if save_predictions is not None:
         save_predictions = Path(save_predictions)
         check_outside_datasets(save_predictions, datasets, "--save-predictions")
@@ -235,7 +236,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
                                        keep_rgb=keep_rgb, on_image=on_image)
     write_per_image(out_dir / "per_image.csv", [r.id for r in records], result)
     summary = {"kind": "evaluate", "model": ckpt["model_spec"]["label"], "run": str(run_dir),
-               "checkpoint": checkpoint, "data": data_root or "test split", "images": len(records),
+               "checkpoint": checkpoint, "data": scored, "images": len(records),
                "tta": tta,
                "test": {k: v for k, v in result.summary.items() if k != "pooled_dice"},
                "test_pooled_dice": result.summary.get("pooled_dice"),

@@ -194,6 +194,26 @@ def test_evaluate_refuses_to_write_into_a_dataset_or_over_foreign_files(folder_r
         assert main(["evaluate", str(run), "--save-predictions", str(again), "--out", str(tmp_path / "ev2")]) == 0
 
 
+def test_evaluate_keeps_the_results_of_another_folder_of_the_same_name(folder_run, tmp_path, capsys):
+    """Default results folder RUN/evaluation-<folder name>: a second dataset that happens to have
+    the same folder name must not replace the first one's scores (nas compare would pair them)."""
+    import shutil
+
+    data, run = folder_run
+    other = tmp_path / "elsewhere" / data.name
+    shutil.copytree(data, other)
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
+    first = run / f"evaluation-{data.name}"
+    before = _tree(first)
+    assert json.loads((first / "summary.json").read_text())["data"] == str(data.resolve())
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"holds the evaluation of {data.resolve()}, not of {other.resolve()}" in err and "\n" not in err
+    assert _tree(first) == before
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0  # the same data: replaced
+
+
 def test_evaluate_set_applies_data_keys_only(folder_run, tmp_path, capsys):
     data, run = folder_run
     bad = tmp_path / "bad"

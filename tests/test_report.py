@@ -222,6 +222,14 @@ def test_evaluation_folders_are_datasets(paired_runs, tmp_path):
     assert all(set(r.scores) == {TEST_SPLIT} for r in only)
 
 
+def test_two_folders_of_one_name_are_not_one_dataset(paired_runs):
+    for k, run in enumerate(paired_runs):
+        add_evaluation(run, "test2", {"e1": 0.6, "e2": 0.7}, data="/data/a/test2" if k else "/data/b/test2")
+    with pytest.raises(UserError, match=r"compare: .*evaluation-test2 scored /data/a/test2, .*evaluation-test2 "
+                                        r"scored /data/b/test2, both named 'test2'"):
+        build_comparison(collect_runs(paired_runs))
+
+
 def test_a_re_scored_test_split_is_not_a_second_dataset(paired_runs):
     """`nas evaluate RUN` (no --data) writes evaluation-test/ for the run's own test split: the
     same images and scores as the run itself, so it must not appear as another dataset."""
