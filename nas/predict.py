@@ -34,6 +34,9 @@ ISIC_LAYOUTS = {"isic2016", "isic2017", "isic2018", "ham10000", "synthetic"}
 ISIC_ID = re.compile(r"ISIC_[0-9]{7}")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_SUFFIX = "_segmentation.png"
+# Files that ship beside the images in dataset folders and are not images to segment (ISIC 2017's
+# `ISIC_0000000_superpixels.png`), skipped when a folder is given.
+NOT_INPUTS = ("_superpixels",)
 PROBABILITY_BITS = (8, 16)
 # `--set` keys that make sense for a trained model: where the data is and how it is read, where
 # and how the model runs. The model itself comes from the checkpoint.
@@ -252,7 +255,8 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", data_root: Optional[st
 
 def collect_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     """(image files, folders given): every file named, and the image files (by suffix, not
-    recursive, hidden files skipped) of every folder named, once each, in the order given."""
+    recursive, hidden files and :data:`NOT_INPUTS` skipped) of every folder named, once each, in
+    the order given."""
     files: list[Path] = []
     folders: list[Path] = []
     seen: set[Path] = set()
@@ -261,7 +265,8 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]
         if p.is_dir():
             folders.append(p)
             found = sorted(f for f in p.iterdir()
-                           if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES)
+                           if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not f.stem.lower().endswith(NOT_INPUTS))
             if not found:
                 raise UserError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         else:

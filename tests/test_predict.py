@@ -243,6 +243,7 @@ def test_predict_writes_each_readable_image_at_its_size_and_names_the_unreadable
     cv2.imwrite(str(inputs / "photo.png"), cv2.imread(str(data / "images" / "case02.png")))  # 33x57
     (inputs / "cut.jpg").write_bytes((inputs / "ISIC_0001234_downsampled.jpg").read_bytes()[:300])
     (inputs / "readme.txt").write_text("not an image")                # not an image suffix: not read
+    cv2.imwrite(str(inputs / "ISIC_0001234_superpixels.png"), wide)   # ISIC 2017 ships these beside the images
     single = tmp_path / "single.png"
     cv2.imwrite(str(single), cv2.imread(str(data / "images" / "case07.png")))  # 66x38
     out = tmp_path / "out"
