@@ -209,7 +209,15 @@ def collect_runs(run_dirs: Sequence[str | Path], labels: Optional[Sequence[Optio
     labels = list(labels) if labels is not None else [None] * len(run_dirs)
     if len(labels) != len(run_dirs):
         raise ValueError("collect_runs: one label per run folder expected")
-    return [read_result(d, label, datasets) for d, label in zip(run_dirs, labels)]
+    results = [read_result(d, label, datasets) for d, label in zip(run_dirs, labels)]
+    given: dict[Path, Path] = {}
+    for d, r in zip(run_dirs, results):  # a run counted twice would weigh twice (and look like two samples)
+        key = (r.run_dir if TEST_SPLIT in r.scores else r.run_dir.parent).resolve()  # an evaluation: its run
+        if key in given:
+            raise UserError(f"compare: {d} and {given[key]} are the same run; give each run folder once "
+                            f"(its evaluation-<name>/ folders are read with it)")
+        given[key] = Path(d)
+    return results
 
 
 def dataset_names(results: Sequence[RunResult]) -> list[str]:
@@ -468,12 +476,12 @@ def _seed_layers(row: TableRow, dataset: str, metric: str) -> tuple[dict[Any, di
             if set(values) != set(first):
                 raise UserError(f"{path}: scored other images than {first_path} (same model {row.label}, seed "
                                 f"{seed}); runs to be averaged need the same test images")
-        if len(runs) == 1:
-            layers[seed] = {i: first[i][metric] for i in first}
-        else:
+        if row.kind == "random" and len(runs) > 1:
             layers[seed] = {i: [v[i][metric] for _, _, v in runs] for i in first}
+        else:  # one run, or repeated runs of one model and seed: their mean
+            layers[seed] = {i: sum(v[i][metric] for _, _, v in runs) / len(runs) for i in first}
     samples = {tuple(sample for _, sample, _ in runs) for runs in by_seed.values()}
-    one_run = all(len(runs) == 1 for runs in by_seed.values())  # nothing to resample: no constraint
+    one_run = row.kind != "random" or all(len(runs) == 1 for runs in by_seed.values())  # nothing resampled
     shared = one_run or (len(samples) == 1 and None not in next(iter(samples)))
     return layers, shared
 

@@ -222,6 +222,13 @@ def test_evaluation_folders_are_datasets(paired_runs, tmp_path):
     assert all(set(r.scores) == {TEST_SPLIT} for r in only)
 
 
+def test_a_run_given_twice_is_refused(paired_runs):
+    folder = add_evaluation(paired_runs[0], "ph2", {"e1": 0.6})
+    for twice in ([paired_runs[0], paired_runs[0]], [paired_runs[0], folder]):
+        with pytest.raises(UserError, match=r"compare: .* are the same run; give each run folder once"):
+            collect_runs([*paired_runs[1:], *twice])
+
+
 def test_two_folders_of_one_name_are_not_one_dataset(paired_runs):
     for k, run in enumerate(paired_runs):
         add_evaluation(run, "test2", {"e1": 0.6, "e2": 0.7}, data="/data/a/test2" if k else "/data/b/test2")
