@@ -492,8 +492,11 @@ def test_make_heldout_set_tool(tmp_path):
     assert scan.layout == "folder" and sorted(r.id for r in scan.records) == ids
     src = next(r for r in records if r.id == ids[0])
     assert (tmp_path / "held" / "images" / f"{ids[0]}.jpg").read_bytes() == Path(src.image_path).read_bytes()
-    with pytest.raises(UserError, match="exists and is not empty"):
+    with pytest.raises(UserError, match="exists and is not an empty folder"):
         make_heldout(sample, 40, tmp_path / "held")
+    with pytest.raises(UserError, match="inside the source dataset"):  # a rescan would train on the copy
+        make_heldout(sample, 40, sample / "held")
+    assert not (sample / "held").exists()
 
 
 # ----------------------------------------------------------------------------- end to end (real training)

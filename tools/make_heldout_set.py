@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nas.data.layouts import scan_folder  # noqa: E402
 from nas.data.splits import apply_limit  # noqa: E402
 from nas.errors import UserError  # noqa: E402
+from nas.outputs import check_outside_datasets  # noqa: E402
 from nas.runs import atomic_write_bytes  # noqa: E402
 
 
@@ -33,12 +34,18 @@ def make_heldout(source: Path, keep: int, out: Path, layout: str = "auto") -> li
     held = [r for r in scan.records if r.id not in kept]
     if not held:
         raise UserError(f"{source}: --keep {keep} keeps all {len(scan.records)} pairs; nothing is left to hold out")
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out}: exists and is not empty; choose another --out or delete it")
+    check_outside_datasets(out, [source], "--out", "the source dataset")  # or a rescan would train on it
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out}: exists and is not an empty folder; choose another --out or delete it")
     for rec in held:
         image, mask = Path(rec.image_path), Path(rec.mask_path)
-        atomic_write_bytes(out / "images" / f"{rec.id}{image.suffix.lower()}", image.read_bytes())
-        atomic_write_bytes(out / "masks" / f"{rec.id}_segmentation{mask.suffix.lower()}", mask.read_bytes())
+        for src, dst in ((image, out / "images" / f"{rec.id}{image.suffix.lower()}"),
+                         (mask, out / "masks" / f"{rec.id}_segmentation{mask.suffix.lower()}")):
+            try:
+                data = src.read_bytes()
+            except OSError as exc:
+                raise UserError(f"{src}: cannot be read ({exc.strerror or exc})") from None
+            atomic_write_bytes(dst, data)
     return sorted(r.id for r in held)
 
 

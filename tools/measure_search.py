@@ -52,6 +52,7 @@ from nas.config import load_config  # noqa: E402
 from nas.discretize import alpha_state_from_checkpoint, discretize, random_genotype  # noqa: E402
 from nas.genotype import save_genotype  # noqa: E402
 from nas.planted import planted_search  # noqa: E402
+from nas.runs import atomic_write_text  # noqa: E402
 from nas.search_signal import pair_agreement  # noqa: E402
 
 #: The settings compared when the project's search defaults were chosen (first = the thesis's
@@ -224,7 +225,7 @@ def main() -> None:
             results["variants"][name]["retrain"] = per_seed
         console.print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    atomic_write_text(args.out / "results.json", json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":
