@@ -150,7 +150,6 @@ class Architect:
         self.hvp_r = hvp_r
         self.grad_hook = grad_hook
         self.beta_mode = beta_mode
-        self._beta_ids = {id(g) for g in self.beta_groups}
 
     # ------------------------------------------------------------------ public
 
@@ -197,10 +196,10 @@ class Architect:
             grads, loss = self._unrolled_gradients(x_val, y_val, x_train, y_train, w_optimizer)
         beta = beta_decay_loss(self.beta_groups)
         if lam and self.beta_mode != "decoupled":
-            for p, g, gb in zip(arch, grads, torch.autograd.grad(lam * beta, arch, allow_unused=True)):
-                if gb is None:
+            for g, gb in zip(grads, torch.autograd.grad(lam * beta, arch, allow_unused=True)):
+                if gb is None:  # not in a β-decay group (e.g. SSB/CSB α without include_blocks)
                     continue
-                if self.beta_mode == "centred" and id(p) in self._beta_ids:
+                if self.beta_mode == "centred":
                     gb = gb - gb.mean()  # (softmax − 1/n)/G: the shift the softmax ignores is removed
                 g.add_(gb)
         loss_value, beta_value = torch.stack([loss.detach(), beta.detach()]).tolist()  # one sync

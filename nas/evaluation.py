@@ -34,14 +34,12 @@ def gather_counts(acc: MetricAccumulator, rt: Runtime) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_loader(model: torch.nn.Module, loader: Iterable, rt: Runtime,
-                    loss_fn: Optional[Callable] = None,
-                    on_batch: Optional[Callable[[torch.Tensor, int], None]] = None) -> EvalResult:
-    """Mean metrics over every image of `loader` (all ranks); `on_batch(prob, offset)` sees predictions."""
+                    loss_fn: Optional[Callable] = None) -> EvalResult:
+    """Mean metrics over every image of `loader` (all ranks), at the loader's (training) geometry."""
     was_training = model.training
     model.eval()
     acc = MetricAccumulator()
     loss_sum = torch.zeros(2, dtype=torch.float64)
-    offset = 0
     for image, mask in loader:
         image, mask = rt.to_device(image), mask.to(rt.device)
         with rt.autocast():
@@ -51,9 +49,6 @@ def evaluate_loader(model: torch.nn.Module, loader: Iterable, rt: Runtime,
             loss_sum += torch.tensor([float(loss_fn(logits.float(), mask)) * mask.shape[0], mask.shape[0]],
                                      dtype=torch.float64)
         acc.update(prob, mask)
-        if on_batch is not None:
-            on_batch(prob, offset)
-        offset += mask.shape[0]
     model.train(was_training)
     counts = gather_counts(acc, rt)
     summary = MetricAccumulator(counts=[counts]).summary() if counts.numel() else {}

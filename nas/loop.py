@@ -28,10 +28,11 @@ from nas.metrics import MetricAccumulator, metrics_from_counts
 from nas.runs import WriteError, atomic_torch_save, atomic_write_text
 from nas.runtime import Runtime, all_reduce_sum, replicas_in_sync, rng_state, set_rng_state
 
+# The search signal (nas.search_signal) of a search's train rows.
+SIGNAL_COLUMNS = ["alpha_move", "alpha_move_ratio", "top_gain", "kl_uniform", "init_agreement"]
 METRICS_COLUMNS = ["epoch", "step", "phase", "loss", "arch_loss", "dice", "jaccard", "jaccard_t",
                    "accuracy", "sensitivity", "specificity", "precision", "lr", "arch_lr",
-                   "beta_lambda", "images_per_s", "time_s",
-                   "alpha_move", "alpha_move_ratio", "top_gain", "kl_uniform", "init_agreement"]
+                   "beta_lambda", "images_per_s", "time_s", *SIGNAL_COLUMNS]
 ALPHAS_COLUMNS = ["epoch", "step", "cell", "group", "input", "op", "alpha", "weight"]
 log = logging.getLogger("nas.loop")
 

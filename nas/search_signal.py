@@ -33,14 +33,13 @@ import torch
 from torch import Tensor, nn
 
 from nas.discretize import POLICIES, AlphaState, RunAlphas, alpha_state_from_csv, cell_weights, check_policy
+from nas.loop import SIGNAL_COLUMNS
 from nas.search_space import SearchSpace
 
 #: ``init_agreement`` at or above this share: the genotype is the initialisation's.
 INIT_DECIDED = 0.5
 #: Median ``top_gain`` below this: node weights are still within 2 % of uniform.
 WEAK_MOVE = 0.02
-#: Columns the search adds to the epoch rows of ``metrics.csv``.
-SIGNAL_COLUMNS = ["alpha_move", "alpha_move_ratio", "top_gain", "kl_uniform", "init_agreement"]
 
 
 def model_alpha_state(model: nn.Module) -> AlphaState:

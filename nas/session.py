@@ -45,7 +45,6 @@ class PreparedRun:
     rt: Runtime
     data: Any
     val_loader: Optional[Iterable]
-    test_loader: Optional[Iterable]
     data_summary: dict
     saved: dict = field(default_factory=dict)
     resume: bool = False
@@ -226,14 +225,14 @@ def prepare_run(cfg: Config, run_dir: Path, resume: bool, purpose: str) -> Prepa
     rt = setup_runtime(cfg.run)
     seed_everything(cfg.run.seed)
     data = build_data(cfg, purpose, splits=splits)
-    # Every rank evaluates the whole val/test split (no padding, identical decisions on all ranks).
+    # Every rank evaluates the whole val split (no padding, identical decisions on all ranks); the
+    # test split is scored on whole images at the end (nas.train).
     val_loader = data_loader(data.val, cfg, rt.local(), cfg.train.eval_batch_size, train=False)[0] if len(data.val) else None
-    test_loader = data_loader(data.test, cfg, rt.local(), cfg.train.eval_batch_size, train=False)[0] if len(data.test) else None
     summary = {"root": cfg.data.root, "layout": getattr(data, "layout", cfg.data.layout),
                "image_size": cfg.data.image_size, "split": cfg.data.split, "limit": cfg.data.limit,
                "synthetic_n": cfg.data.synthetic_n if cfg.data.root is None else None,
                "sizes": {k: len(getattr(data, k)) for k in ("train", "val", "test")}}
-    return PreparedRun(dir=run_dir, cfg=cfg, rt=rt, data=data, val_loader=val_loader, test_loader=test_loader,
+    return PreparedRun(dir=run_dir, cfg=cfg, rt=rt, data=data, val_loader=val_loader,
                        data_summary=summary, saved=saved, resume=resume, checkpoint=checkpoint)
 
 

@@ -31,24 +31,6 @@ def _resolve(run_dir: Path, text: str, index: Path) -> Optional[Path]:
     raise UserError(f"{index}: file {text} not found (looked in {run_dir} and the working directory)")
 
 
-def _center_crop_resize(img, size: tuple[int, int], nearest: bool):
-    """Match the prediction's geometry: crop to its aspect ratio around the centre, then resize
-    (the preprocessing center-crops to a square before resizing)."""
-    from PIL import Image
-
-    w, h = img.size
-    tw, th = size
-    target_ratio = tw / th
-    if abs(w / h - target_ratio) > 1e-3:
-        if w / h > target_ratio:
-            nw = round(h * target_ratio)
-            img = img.crop(((w - nw) // 2, 0, (w - nw) // 2 + nw, h))
-        else:
-            nh = round(w / target_ratio)
-            img = img.crop((0, (h - nh) // 2, w, (h - nh) // 2 + nh))
-    return img.resize(size, Image.NEAREST if nearest else Image.BILINEAR)
-
-
 def _load(path: Optional[Path], size: Optional[tuple[int, int]], mask: bool):
     from PIL import Image
 
@@ -56,8 +38,8 @@ def _load(path: Optional[Path], size: Optional[tuple[int, int]], mask: bool):
         return None
     with Image.open(path) as img:
         img = img.convert("L" if mask else "RGB")
-        if size is not None and img.size != size:
-            img = _center_crop_resize(img, size, nearest=mask)
+        if size is not None and img.size != size:  # predictions are at the image's size; resize, never crop
+            img = img.resize(size, Image.NEAREST if mask else Image.BILINEAR)
         arr = np.asarray(img)
     return arr > 128 if mask else arr
 
