@@ -119,12 +119,21 @@ def contrast_words(c: Contrast) -> str:
         text = f"{head}: every difference is within noise"
         if dice is not None:
             text += f" (Dice Δ {_diff_text(dice)})"
-        return text + "."
+        return text + "." + _few_genotypes(dice)
     parts = [f"{_verdict(d)} in {METRIC_HEADERS.get(m, m)} (Δ {_diff_text(d)})" for m, d in beyond]
     text = f"{head}: " + "; ".join(parts)
     if within:
         text += f"; within noise in {', '.join(within)}"
-    return text + "."
+    return text + "." + _few_genotypes(dice)
+
+
+def _few_genotypes(dice) -> str:
+    """Why a Dice difference with a small p is still "within noise" against random genotypes."""
+    if dice is None or dice.n_samples < 2 or not dice.within_noise or dice.p >= ALPHA:
+        return ""
+    return (f" The images agree (p {format_p(dice.p)}), but the interval, which also resamples the "
+            f"{dice.n_samples} random genotypes, includes 0: they differ too much among themselves to "
+            f"tell; retrain more random samples.")
 
 
 def stats_markdown(contrasts: list[Contrast]) -> str:

@@ -373,3 +373,21 @@ def test_no_import_cycle_between_charts_and_report():
     code = ("import sys, nas.plots.compare; assert 'nas.report' not in sys.modules; "
             "import nas.comparison; assert 'nas.report' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_words_say_why_a_small_p_against_few_random_genotypes_is_still_noise():
+    from nas.comparison import Contrast
+    from nas.report import contrast_words
+    from nas.stats import paired_difference
+
+    ids = [f"i{k}" for k in range(12)]
+    searched = {1: {i: 0.8 + 0.01 * k for k, i in enumerate(ids)}}
+    # two random genotypes: one broken, one better than the searched net on every image
+    rand = {1: {i: [0.2 + 0.01 * k, 0.9 + 0.01 * k] for k, i in enumerate(ids)}}
+    d = paired_difference(searched, rand, shared_samples=True)
+    assert d.p < 0.05 and d.ci_low < 0 < d.ci_high and d.within_noise and d.n_samples == 2
+    words = contrast_words(Contrast("searched", "random", {"dice": d}))
+    assert "every difference is within noise" in words
+    assert "resamples the 2 random genotypes, includes 0" in words and "retrain more random samples" in words
+    one = paired_difference(searched, {1: {i: float(np.mean(v)) for i, v in rand[1].items()}})
+    assert not one.within_noise and "random genotypes" not in contrast_words(Contrast("s", "r", {"dice": one}))
