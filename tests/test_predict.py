@@ -214,6 +214,23 @@ def test_evaluate_keeps_the_results_of_another_folder_of_the_same_name(folder_ru
     assert main(["evaluate", str(run), "--data", str(data)]) == 0  # the same data: replaced
 
 
+def test_evaluate_of_a_run_reads_only_its_test_images(folder_run, tmp_path, monkeypatch):
+    import nas.data.bundle as bundle
+
+    data, run = folder_run
+    test_ids = json.loads((run / "splits.json").read_text())["test"]
+    read: list[str] = []
+    real = bundle.prepare
+
+    def counting(records, *args, **kwargs):
+        read.extend(r.id for r in records)
+        return real(records, *args, **kwargs)
+
+    monkeypatch.setattr(bundle, "prepare", counting)
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev")]) == 0
+    assert sorted(read) == sorted(test_ids) and sorted(_rows(tmp_path / "ev" / "per_image.csv")) == sorted(test_ids)
+
+
 def test_evaluate_set_applies_data_keys_only(folder_run, tmp_path, capsys):
     data, run = folder_run
     bad = tmp_path / "bad"

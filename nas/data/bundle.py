@@ -91,12 +91,14 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
         raise ValueError(f"build_data: purpose must be one of {PURPOSES}, got {purpose!r}")
     d, seed = cfg.data, cfg.run.seed
     wanted = None
+    # a saved split read to evaluate needs only its test part read and checked (not the whole set)
+    parts = ("test",) if purpose == "evaluate" and splits is not None else SPLITS
     if splits is not None:
-        wanted = {i for k in SPLITS for i in splits.get(k, [])} if isinstance(splits, dict) else set()
+        wanted = {i for k in parts for i in splits.get(k, [])} if isinstance(splits, dict) else set()
     layout, store, problems = load_store(cfg, wanted)
     index = {r.id: k for k, r in enumerate(store.records)}
     if splits is not None:
-        check_splits(splits, set(index), "splits.json")
+        check_splits(splits, set(index), "splits.json", parts)
     else:
         splits = make_splits(store.records, d.split, seed, d.official_split, layout)
         log.info("data: %s, %d pairs, split %s", layout, len(store.records), splits["source"])
@@ -111,7 +113,10 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
     def view(ids: list[str], train: bool) -> SegmentationDataset:
         return SegmentationDataset(store, [index[i] for i in ids], augment if train else None, seed, layout)
 
-    bundle = DataBundle(view(splits["train"], True), view(splits["val"], False), view(splits["test"], False),
+    def part(k: str) -> list[str]:
+        return splits[k] if k in parts else []
+
+    bundle = DataBundle(view(part("train"), True), view(part("val"), False), view(part("test"), False),
                         splits, layout, d.root, skipped=problems)
     if purpose == "search":
         if not all(isinstance(splits.get(h), list) for h in HALVES):

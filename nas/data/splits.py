@@ -103,8 +103,9 @@ def _check_shape(splits: Any, source: str) -> None:
         raise UserError(f"{source}: expected a mapping with lists train, val and test")
 
 
-def check_splits(splits: Any, available: set[str], source: str) -> None:
-    """Raise UserError if `splits` is malformed, overlapping, or names ids that are not available."""
+def check_splits(splits: Any, available: set[str], source: str, parts: Sequence[str] = SPLITS) -> None:
+    """Raise UserError if `splits` is malformed, overlapping, or names ids that are not available
+    (in `parts`: those that were read)."""
     _check_shape(splits, source)
     seen: dict[str, str] = {}
     for k in SPLITS:
@@ -112,7 +113,7 @@ def check_splits(splits: Any, available: set[str], source: str) -> None:
             if i in seen:
                 raise UserError(f"{source}: id {i} is in both {seen[i]} and {k}")
             seen[i] = k
-    missing = sorted(set(seen) - available)
+    missing = sorted({i for i, k in seen.items() if k in parts} - available)
     if missing:
         raise UserError(f"{source}: {len(missing)} ids not found in the data (first: {missing[0]}); "
                         "was the data folder changed since the split was written?")
