@@ -113,16 +113,6 @@ def _counts(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
     return np.bincount(picks.ravel(), minlength=rows * n).reshape(rows, n)
 
 
-def _weighted_means(rng: np.random.Generator, values: np.ndarray, replicates: int) -> np.ndarray:
-    """`replicates` means of `values` resampled with replacement."""
-    n = len(values)
-    out = np.empty(replicates)
-    for start in range(0, replicates, _CHUNK):
-        stop = min(start + _CHUNK, replicates)
-        out[start:stop] = _counts(rng, n, stop - start) @ values / n
-    return out
-
-
 def bootstrap_means(layers: Sequence[np.ndarray], crossed: bool, n_boot: int = N_BOOT,
                     seed: int = BOOT_SEED, shared_samples: bool = False) -> np.ndarray:
     """Bootstrap replicates of the mean over layers (seeds) of the mean over images.
@@ -141,64 +131,36 @@ def bootstrap_means(layers: Sequence[np.ndarray], crossed: bool, n_boot: int = N
     independent draws), so that the interval carries the spread between genotypes too:
     a searched genotype must beat random genotypes, not the few that happened to be drawn.
     """
-    arrays = [np.asarray(x, dtype=float) for x in layers]
+    arrays = [np.atleast_2d(np.asarray(x, dtype=float)) for x in layers]  # [samples, images] each
     if not arrays or any(a.size == 0 for a in arrays):
         raise ValueError("bootstrap_means: every layer needs at least one value")
-    if any(a.ndim == 2 and a.shape[0] > 1 for a in arrays):
-        return _bootstrap_with_samples([np.atleast_2d(a) for a in arrays], crossed, n_boot, seed, shared_samples)
-    arrays = [a.reshape(-1) for a in arrays]
+    if shared_samples and len({a.shape[0] for a in arrays}) != 1:
+        raise ValueError("bootstrap_means: shared samples need the same number of samples in every layer")
+    resample = any(a.shape[0] > 1 for a in arrays)
     rng = np.random.default_rng(seed)
     s = len(arrays)
-    if crossed:
-        data = np.stack(arrays)  # [S, N]
-        n = data.shape[1]
-        out = np.empty(n_boot)
-        for start in range(0, n_boot, _CHUNK):
-            b = min(start + _CHUNK, n_boot) - start
-            seed_counts = _counts(rng, s, b) if s > 1 else np.ones((b, 1))
-            image_counts = _counts(rng, n, b)
-            out[start:start + b] = ((seed_counts @ data) * image_counts).sum(1) / (s * n)
-        return out
-    picks = rng.integers(s, size=(n_boot, s)) if s > 1 else np.zeros((n_boot, 1), dtype=np.int64)
-    total = np.zeros(n_boot)
-    for j in range(s):
-        for layer in range(s):
-            rows = np.flatnonzero(picks[:, j] == layer)
-            if len(rows):
-                total[rows] += _weighted_means(rng, arrays[layer], len(rows))
-    return total / s
-
-
-def _bootstrap_with_samples(layers: list[np.ndarray], crossed: bool, n_boot: int, seed: int,
-                            shared_samples: bool) -> np.ndarray:
-    """`bootstrap_means` for 2-D layers [samples, images]: samples, seeds and images drawn."""
-    if shared_samples and len({a.shape[0] for a in layers}) != 1:
-        raise ValueError("bootstrap_means: shared samples need the same number of samples in every layer")
-    rng = np.random.default_rng(seed)
-    s = len(layers)
     out = np.empty(n_boot)
     for start in range(0, n_boot, _CHUNK):
         b = min(start + _CHUNK, n_boot) - start
-        if shared_samples:
-            g = layers[0].shape[0]
-            weights = _counts(rng, g, b) / g
-            values = [weights @ a for a in layers]  # per layer [b, images]
+        if not resample:
+            values = [np.broadcast_to(a[0], (b, a.shape[1])) for a in arrays]
+        elif shared_samples:
+            weights = _counts(rng, arrays[0].shape[0], b) / arrays[0].shape[0]
+            values = [weights @ a for a in arrays]  # per layer [b, images]
         else:
-            values = [(_counts(rng, a.shape[0], b) / a.shape[0]) @ a for a in layers]
+            values = [(_counts(rng, a.shape[0], b) / a.shape[0]) @ a for a in arrays]
+        seed_counts = _counts(rng, s, b) if s > 1 else np.ones((b, 1))
         if crossed:
             n = values[0].shape[1]
-            seed_counts = _counts(rng, s, b) if s > 1 else np.ones((b, 1))
             image_counts = _counts(rng, n, b)
             out[start:start + b] = np.einsum("bs,bsn,bn->b", seed_counts, np.stack(values, 1), image_counts) / (s * n)
             continue
-        picks = rng.integers(s, size=(b, s)) if s > 1 else np.zeros((b, 1), dtype=np.int64)
-        total = np.zeros(b)
-        for j in range(s):
-            for layer in range(s):
-                rows = np.flatnonzero(picks[:, j] == layer)
-                if len(rows):
-                    n = values[layer].shape[1]
-                    total[rows] += (_counts(rng, n, len(rows)) * values[layer][rows]).sum(1) / n
+        total = np.zeros(b)  # nested: each drawn copy of a seed draws its own images
+        for layer in range(s):
+            n = values[layer].shape[1]
+            for copy in range(int(seed_counts[:, layer].max())):
+                rows = np.flatnonzero(seed_counts[:, layer] > copy)
+                total[rows] += (_counts(rng, n, len(rows)) * values[layer][rows]).sum(1) / n
         out[start:start + b] = total / s
     return out
 
