@@ -351,6 +351,16 @@ def _(c):
     return ["evaluate", str(c.tmp / "run")]
 
 
+@case("predict-into-a-folder-in-use", 2, r"error: .*preds: in use by another nas command \(pid \d+ on ")
+def _(c):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(c.tmp / "photo.png"), np.full((20, 30, 3), 128, np.uint8))
+    hold_lock(c, c.tmp / "preds")
+    return ["predict", str(c.copy("retrain")), str(c.tmp / "photo.png"), "--out", str(c.tmp / "preds")]
+
+
 @case("lock-of-another-host", 2,
       r"error: .*run: in use by another nas command \(pid 4242 on node-17\); if that process is gone "
       r"\(e\.g\. its machine failed\), delete .*run/\.nas\.lock")

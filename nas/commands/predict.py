@@ -32,11 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.lock import folder_lock
     from nas.predict import predict_images
 
-    s = predict_images(Path(args.run_dir), args.inputs, args.out, checkpoint=args.checkpoint,
-                       probabilities=args.probabilities, overlays=args.overlays, tta=args.tta,
-                       device=args.device, overrides=args.overrides)
+    with folder_lock(args.out):  # one writer per prediction folder (its index.csv says who wrote what)
+        s = predict_images(Path(args.run_dir), args.inputs, args.out, checkpoint=args.checkpoint,
+                           probabilities=args.probabilities, overlays=args.overlays, tta=args.tta,
+                           device=args.device, overrides=args.overrides)
     print(f"{s['written']} of {s['images']} images segmented with {s['model']}: {s['out']}")
     if s["failed"]:
         written = f" (the other {s['written']} were written)" if s["written"] else ""
