@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 import torch
 import yaml
 
-from nas.config import Config, TrainConfig, config_to_dict, dump_config
+from nas.config import Config, TrainConfig, config_to_dict, dump_config, flat_keys
 from nas.errors import UserError
 from nas.lock import FolderLock
 from nas.runs import atomic_write_text, is_rank_zero, write_json, write_yaml
@@ -132,15 +132,6 @@ def with_earlier_defaults(saved: dict) -> dict:
     return saved
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
 def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
     """Everything a resume needs, checked before anything is written: a readable last.pt of this
     kind, the run's split, and no change to a key in FROZEN_ON_RESUME. Returns (checkpoint, splits)."""
@@ -156,7 +147,7 @@ def check_resumable(run_dir: Path, kind: str, cfg: Config) -> tuple[dict, dict]:
         if found is None:
             raise UserError(f"{last}: not a checkpoint of nas search or nas retrain")
         raise UserError(f"{run_dir}: holds a {found} run; continue it with `nas {found} --resume {run_dir}`")
-    before, now = _flat(with_earlier_defaults(read_run_config(run_dir))), _flat(config_to_dict(cfg))
+    before, now = flat_keys(with_earlier_defaults(read_run_config(run_dir))), flat_keys(config_to_dict(cfg))
     mid_epoch = bool(ckpt.get("loop", {}).get("step_in_epoch"))
     for key in sorted(before):  # a key the run's version did not have yet cannot have changed
         if key not in now or before[key] == now[key]:

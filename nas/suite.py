@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import yaml
 
-from nas.config import Config, config_to_dict, load_config
+from nas.config import Config, config_to_dict, flat_keys, load_config
 from nas.errors import UserError
 from nas.external_sets import EvalDataset, check_datasets, evaluate_runs
 from nas.runs import atomic_write_bytes
@@ -420,22 +420,13 @@ def _check_random_settings(suite: Suite, entry: SuiteEntry) -> None:
 
 
 # ----------------------------------------------------------------------------- running
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def _check_same_config(run_dir: Path, cfg: Config, where: str) -> None:
     """Refuse to reuse a run folder trained with other settings (the report would mix protocols)."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved = _flatten(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
-    now = _flatten(config_to_dict(cfg))
+    saved = flat_keys(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    now = flat_keys(config_to_dict(cfg))
     for key in sorted(set(saved) | set(now)):
         if key.startswith(IGNORED_ON_RESUME):
             continue
