@@ -24,6 +24,20 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: Optional[st
                         help="cpu, cuda, cuda:1 ... (shortcut for --set run.device=...; default auto)")
 
 
+def add_trained_run_args(parser: argparse.ArgumentParser, inference: bool = True) -> None:
+    """RUN_DIR and --checkpoint of the commands that use a trained run (evaluate, predict, export);
+    with `inference`, also --tta, --device and --set for the run's data.*/run.* keys."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `nas retrain`")
+    parser.add_argument("--checkpoint", default="best", help="best, last, or a path to a .pt file (default best)")
+    if not inference:
+        return
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over 4 flips")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N (default auto)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a data.*, run.* or train.eval_batch_size key of the run's config, "
+                             "e.g. --set data.on_bad=skip (repeatable)")
+
+
 def check_resume_args(args: argparse.Namespace) -> None:
     """--resume continues a run with its saved config; a new config or folder cannot apply."""
     if args.resume and (args.config or args.out):

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def add_set_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a data.*, run.* or train.eval_batch_size key of the run's config, "
-                             "e.g. --set data.on_bad=skip (repeatable)")
+from nas.commands.common import add_trained_run_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,18 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(default RUN_DIR/evaluation-<data>), and with --save-predictions 0/255 masks at "
                                    "each image's original size named as the dataset names them "
                                    "(ISIC_xxxxxxx_segmentation.png), which the official scorer reads as they are.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `nas retrain`")
-    p.add_argument("--checkpoint", default="best", help="best, last, or a path to a .pt file (default best)")
     p.add_argument("--data", metavar="PATH", help="dataset folder to evaluate on (default: the run's test split)")
     p.add_argument("--layout", help="force the dataset layout of --data (default auto-detect)")
     p.add_argument("--save-predictions", metavar="DIR", type=Path,
                    help="write predicted masks here (a new folder, or one these commands wrote; never inside a dataset)")
     p.add_argument("--overlays", action="store_true",
                    help="with --save-predictions: also write contour overlays (prediction red, truth green)")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation: average over 4 flips")
     p.add_argument("--out", metavar="DIR", type=Path, help="where to write summary.json and per_image.csv")
-    p.add_argument("--device", help="cpu, cuda, cuda:N (default auto)")
-    add_set_arg(p)
+    add_trained_run_args(p)
     p.set_defaults(func=run)
 
 

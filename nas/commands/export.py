@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.commands.common import add_trained_run_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a trained run's network as a torch.export program (.pt2)",
@@ -12,9 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "multiples of 16 when the size is dynamic) and returns the lesion probability "
                                    "[B, 1, H, W]. Load it with torch.export.load(FILE).module(); skipnas is not "
                                    "needed. The preprocessing numbers are stored in the file as skipnas.json.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `nas retrain`")
+    add_trained_run_args(p, inference=False)
     p.add_argument("--out", metavar="FILE", type=Path, required=True, help="the program file to write, e.g. model.pt2")
-    p.add_argument("--checkpoint", default="best", help="best, last, or a path to a .pt file (default best)")
     p.set_defaults(func=run)
 
 

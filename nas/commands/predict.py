@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.commands.evaluate import add_set_arg
+from nas.commands.common import add_trained_run_args
 from nas.errors import UserError
 
 
@@ -16,18 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "<stem>_segmentation.png, plus index.csv. Folders are read non-recursively "
                                    "(.jpg .jpeg .png .bmp .tif .tiff). Unreadable images are listed in one error "
                                    "line at the end (exit 1); all the others are written.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `nas retrain`")
+    add_trained_run_args(p)
     p.add_argument("inputs", metavar="IMAGE_OR_FOLDER", nargs="+", help="image files and/or folders of images")
     p.add_argument("--out", metavar="DIR", type=Path, required=True,
                    help="output folder (a new folder, or one `nas predict`/`nas evaluate` wrote; never a dataset folder)")
-    p.add_argument("--checkpoint", default="best", help="best, last, or a path to a .pt file (default best)")
     p.add_argument("--probabilities", nargs="?", type=int, const=8, default=None, metavar="BITS",
                    help="also write probability maps to DIR/probabilities/<name>_probability.png, 8-bit "
                         "(value = round(255 p), the default) or 16-bit (--probabilities 16: round(65535 p))")
     p.add_argument("--overlays", action="store_true", help="also write DIR/overlays/<name>.jpg (prediction contour in red)")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation: average over 4 flips")
-    p.add_argument("--device", help="cpu, cuda, cuda:N (default auto)")
-    add_set_arg(p)
     p.set_defaults(func=run)
 
 
