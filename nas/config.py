@@ -81,6 +81,7 @@ class DataConfig:
     image_size: int = 64
     limit: Optional[int] = None
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    groups: Optional[str] = None
     official_split: bool = True
     on_bad: str = "error"
     cache: str = "memory"
@@ -272,15 +273,16 @@ ITEM_RANGES: dict[str, tuple[float, float]] = {
     "search.arch_betas": (0.0, 1.0),
 }
 # Keys holding a file or folder: an empty value (an unset shell variable) is refused, never "here".
-PATH_KEYS = ("data.root", "data.cache_dir", "model.genotype", "search.space")
+PATH_KEYS = ("data.root", "data.groups", "data.cache_dir", "model.genotype", "search.space")
 
 
 DESCRIPTIONS: dict[str, str] = {
     "data.root": "dataset folder; null = built-in synthetic lesions",
     "data.layout": "folder layout; auto-detected from data.root unless forced",
     "data.image_size": "side of the square network input: in training the centre crop is resized to it, in evaluation and prediction the whole image",
-    "data.limit": "use at most N image/mask pairs (deterministic subset)",
-    "data.split": "train/val/test fractions (ignored when an official split is used)",
+    "data.limit": "use at most N image/mask pairs (deterministic subset of whole groups, see data.groups)",
+    "data.split": "train/val/test fractions of the pairs, met as closely as whole groups allow (ignored when an official split is used)",
+    "data.groups": "images that must stay in one split (a lesion's photos): null = the dataset's own table (HAM10000_metadata.csv, lesion_id) when present, else one group per image; none = one group per image; else a CSV with columns image_id (or id) and lesion_id (or group)",
     "data.official_split": "use the dataset's own train/val/test folders when its layout has them",
     "data.on_bad": "error: stop and list bad files; skip: leave them out with a counted warning",
     "data.cache": "where preprocessed arrays are kept so later epochs skip JPEG decoding",

@@ -28,9 +28,9 @@ RUN_KINDS = {"search": "search", "train": "retrain"}
 START_FILES = ("metrics.csv", "config.yaml", "splits.json", "search_space.yaml", "alphas.csv", "genotype.yaml")
 # Keys that say what a checkpoint is (its data, split, network and optimiser state): a resumed
 # run keeps them, or its config.yaml would describe another experiment than its checkpoints.
-FROZEN_ON_RESUME = ("model.", "search.space", "data.image_size", "data.split", "data.limit", "data.synthetic_n",
-                    "data.layout", "data.official_split", "run.seed", "train.optimizer", "train.scheduler",
-                    "retrain.optimizer", "search.arch_optimizer")
+FROZEN_ON_RESUME = ("model.", "search.space", "data.image_size", "data.split", "data.groups", "data.limit",
+                    "data.synthetic_n", "data.layout", "data.official_split", "run.seed", "train.optimizer",
+                    "train.scheduler", "retrain.optimizer", "search.arch_optimizer")
 # Keys that runs of earlier versions did not write, with the value those versions used: a
 # resumed old run continues as it started, not with today's defaults.
 EARLIER_DEFAULTS = {("search", "arch_optimizer"): "radam", ("search", "beta_decay", "mode"): "gradient"}

@@ -7,13 +7,17 @@ checks clean will load, and a folder that does not is described file by file.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from nas.config import RANGES
+from nas.config import RANGES, load_config
+from nas.data.groups import assign_groups, crossing_groups, group_key, group_sizes_line, groups_path, members
 from nas.data.layouts import layout_names, scan_folder
+from nas.data.splits import HALVES, SPLITS, apply_limit, make_splits, read_splits, search_halves
 from nas.data.store import prepare, progress_bar
 from nas.data.records import Problem
 from nas.data.synthetic import DEFAULT_SEED, write_dataset
@@ -50,6 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="force a layout instead of detecting it (default auto)")
     c.add_argument("--size", type=int, default=128, metavar="S",
                    help="preprocess every pair to S x S as training would (default 128)")
+    c.add_argument("--groups", metavar="FILE", default=None,
+                   help="groups CSV as data.groups (image_id/id + lesion_id/group columns), or none; "
+                        "default: the dataset's own (HAM10000_metadata.csv), else one group per image")
+    c.add_argument("--config", metavar="FILE", default=None,
+                   help="also make the seeded split a run with this experiment YAML would make on PATH "
+                        "(data.split, data.limit, data.groups, data.official_split, run.seed) and check it")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of --config (or of the defaults), e.g. --set run.seed=7; implies the "
+                        "split check (repeatable)")
+    c.add_argument("--splits", metavar="FILE", default=None,
+                   help="check a saved split (a run folder or its splits.json): no group may cross its parts")
     c.set_defaults(func=run_check)
 
 
@@ -74,16 +89,63 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _splits_file(path: Path) -> Path:
+    """A run folder's splits.json, or the file itself."""
+    return path / "splits.json" if path.is_dir() else path
+
+
 def _stat_line(values: list[float]) -> str:
     return f"mean {sum(values) / len(values):.3f}, min {min(values):.3f}, max {max(values):.3f}"
+
+
+def _split_line(splits: dict[str, Any], parts: tuple[str, ...], groups: dict[str, str]) -> str:
+    """`train 70 pairs (52 groups), val ...` of a split's `parts`."""
+    out = []
+    for k in parts:
+        ids = splits.get(k) or []
+        n_groups = len({groups.get(i, i) for i in ids})
+        out.append(f"{k} {len(ids)} pairs ({n_groups} groups)")
+    return ", ".join(out)
+
+
+def _check_split(table: Table, problems: list[Problem], name: str, about: str, source: Path,
+                 splits: dict[str, Any], groups: dict[str, str]) -> None:
+    """Rows of one split (sizes in pairs and groups; no group across its parts; the same for the
+    search halves when it has them), and a problem for each kind of crossing."""
+    for parts, what, row in ((SPLITS, "split", name), (HALVES, "halves", f"{name} halves")):
+        if not all(isinstance(splits.get(k), list) for k in parts):
+            continue
+        table.add_row(row, (about + ": " if what == "split" else "") + _split_line(splits, parts, groups))
+        if not groups:
+            continue
+        crossing = crossing_groups(splits, groups, parts)
+        if not crossing:
+            table.add_row("", f"no group has images in more than one of {', '.join(parts)}")
+            continue
+        first = crossing[0]
+        where = sorted({k for k in parts for i in splits[k] if groups.get(i) == first})
+        n = len(crossing)
+        problems.append(Problem(source, f"{n} group{'s' if n != 1 else ''} ha{'ve' if n != 1 else 's'} images in "
+                                        f"more than one of {', '.join(parts)} (first: {first} in "
+                                        f"{' and '.join(where)}); a split made image by image leaks a lesion's "
+                                        "images across parts, so its test scores are optimistic"))
 
 
 def run_check(args: argparse.Namespace) -> int:
     _check_size("check", args.size)
     console = Console(highlight=False)
+    if args.groups is not None and not args.groups.strip():
+        raise UserError("nas data check: --groups: expected a groups CSV file or none, got an empty string")
+    with_split = args.config is not None or bool(args.overrides)
+    cfg = load_config(args.config, args.overrides)
+    setting = args.groups if args.groups is not None else cfg.data.groups
+    saved = read_splits(_splits_file(Path(args.splits))) if args.splits is not None else None
     scan = scan_folder(args.path, args.layout)
-    with progress_bar(len(scan.records)) as callback:
-        prepared = prepare(scan.records, args.size, cache="none", progress=callback)
+    groups_file = groups_path(setting, scan.groups_file)
+    records = assign_groups(scan.records, groups_file)
+    groups = {r.id: r.group for r in records if r.group is not None}
+    with progress_bar(len(records)) as callback:
+        prepared = prepare(records, args.size, cache="none", progress=callback)
     problems = scan.problems + prepared.problems
     records, infos = prepared.store.records, prepared.infos
 
@@ -96,6 +158,11 @@ def run_check(args: argparse.Namespace) -> int:
         subsets[r.subset or "-"] = subsets.get(r.subset or "-", 0) + 1
     if any(k != "-" for k in subsets):
         table.add_row("official split", ", ".join(f"{k} {v}" for k, v in subsets.items()))
+    if groups_file is not None:
+        sizes = Counter(group_key(r) for r in records)
+        table.add_row("groups", f"{group_sizes_line(sorted(sizes.values()))} (from {groups_file})")
+    else:
+        table.add_row("groups", "one per image (no groups file)")
     if infos:
         sizes = [r.orig_size for r in records]
         lo, hi = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
@@ -109,6 +176,19 @@ def run_check(args: argparse.Namespace) -> int:
         if reason:
             problems.append(Problem(scan.base, reason))
     table.add_row("preprocessing", f"center crop + resize to {args.size}x{args.size}: ok for all usable pairs")
+    if with_split and records:
+        d = cfg.data
+        kept = {r.id for r in apply_limit(records, d.limit)}
+        usable = [r for r in prepared.store.records if r.id in kept]
+        made = make_splits(usable, d.split, cfg.run.seed, d.official_split, scan.layout, groups_file)
+        if len(members(made["train"], groups)) >= 2:  # what a search would feed its w and alpha steps
+            made["w_half"], made["a_half"] = search_halves(made["train"], cfg.run.seed, groups)
+        limit = f", limit {d.limit}" if d.limit is not None else ""
+        _check_split(table, problems, "split", f"{made['source']}, seed {cfg.run.seed}{limit}",
+                     Path(args.config or args.path), made, groups)
+    if saved is not None:
+        path = _splits_file(Path(args.splits))
+        _check_split(table, problems, "saved", str(path), path, saved, groups)
     console.print(table)
     for note in scan.notes:
         console.print(f"[yellow]note:[/] {note}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from nas.config import Config
 from nas.data.augment import build_augmenter
 from nas.data.dataset import SegmentationDataset
+from nas.data.groups import assign_groups, groups_path
 from nas.data.layouts import scan_folder
 from nas.data.records import Problem, Record
 from nas.data.splits import HALVES, SPLITS, apply_limit, check_splits, make_splits, search_halves
@@ -46,30 +48,45 @@ class DataBundle:
     skipped: list[Problem] = field(default_factory=list)
 
 
-def list_records(cfg: Config) -> tuple[str, list[Record], list[Problem]]:
-    """(layout name, pairs, pairing problems) for `data.root`, or the synthetic set when it is unset."""
+@dataclass
+class Listing:
+    """The pairs of the configured dataset (each with its `group` when `data.groups` gives one),
+    the pairing problems, and the groups file they came from (None: one group per pair)."""
+
+    layout: str
+    records: list[Record]
+    problems: list[Problem]
+    groups_file: Optional[Path] = None
+
+
+def list_records(cfg: Config) -> Listing:
+    """The pairs of `data.root`, or the synthetic set when it is unset, grouped per `data.groups`."""
     d = cfg.data
     if d.root is None:
         if d.layout not in ("auto", "synthetic"):
             raise UserError(f"data.layout={d.layout} needs data.root (the dataset folder); "
                             "leave data.root unset only for the built-in synthetic data")
-        return "synthetic", synthetic_records(d.synthetic_n, d.image_size, DEFAULT_SEED), []
+        path = groups_path(d.groups, None)
+        records = synthetic_records(d.synthetic_n, d.image_size, DEFAULT_SEED)
+        return Listing("synthetic", assign_groups(records, path), [], path)
     if d.layout == "synthetic":
         raise UserError(f"data.layout=synthetic generates its data; unset data.root ({d.root}) "
                         "or choose the layout of that folder")
     scan = scan_folder(d.root, d.layout)
     for note in scan.notes:
         log.warning("%s", note)
-    return scan.layout, scan.records, scan.problems
+    path = groups_path(d.groups, scan.groups_file)
+    return Listing(scan.layout, assign_groups(scan.records, path), scan.problems, path)
 
 
-def load_store(cfg: Config, ids: Optional[set[str]] = None) -> tuple[str, PairStore, list[Problem]]:
-    """(layout, store of the good pairs, problems left out): list, limit (or keep `ids`), read, check.
+def load_store(cfg: Config, ids: Optional[set[str]] = None) -> tuple[Listing, PairStore, list[Problem]]:
+    """(listing, store of the good pairs, problems left out): list, limit (or keep `ids`), read, check.
 
     Raises UserError on bad data under `data.on_bad: error`, or when no usable pair is left.
     """
     d = cfg.data
-    layout, records, problems = list_records(cfg)
+    listing = list_records(cfg)
+    records, problems = listing.records, listing.problems
     records = [r for r in records if r.id in ids] if ids is not None else apply_limit(records, d.limit)
     with progress_bar(len(records)) as callback:
         prepared = prepare(records, d.image_size, d.cache, d.cache_dir, progress=callback)
@@ -78,7 +95,7 @@ def load_store(cfg: Config, ids: Optional[set[str]] = None) -> tuple[str, PairSt
     handle_problems(problems, d.on_bad, where)
     if not prepared.store.records:
         raise UserError(f"{where}: no usable image/mask pairs")
-    return layout, prepared.store, problems
+    return listing, prepared.store, problems
 
 
 def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = None) -> DataBundle:
@@ -95,13 +112,15 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
     parts = ("test",) if purpose == "evaluate" and splits is not None else SPLITS
     if splits is not None:
         wanted = {i for k in parts for i in splits.get(k, [])} if isinstance(splits, dict) else set()
-    layout, store, problems = load_store(cfg, wanted)
+    listing, store, problems = load_store(cfg, wanted)
+    layout = listing.layout
     index = {r.id: k for k, r in enumerate(store.records)}
     if splits is not None:
         check_splits(splits, set(index), "splits.json", parts)
     else:
-        splits = make_splits(store.records, d.split, seed, d.official_split, layout)
-        log.info("data: %s, %d pairs, split %s", layout, len(store.records), splits["source"])
+        splits = make_splits(store.records, d.split, seed, d.official_split, layout, listing.groups_file)
+        grouped = f" ({splits['groups']['count']} groups)" if "groups" in splits else ""
+        log.info("data: %s, %d pairs%s, split %s", layout, len(store.records), grouped, splits["source"])
     check_parts(splits, purpose, cfg, len(store.records))
     if purpose in ("search", "train"):
         reason = all_empty_reason([store.records[index[i]].lesion_fraction or 0.0 for i in splits["train"]])
@@ -120,7 +139,8 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
                         splits, layout, d.root, skipped=problems)
     if purpose == "search":
         if not all(isinstance(splits.get(h), list) for h in HALVES):
-            splits["w_half"], splits["a_half"] = search_halves(splits["train"], seed)
+            groups = {r.id: r.group for r in store.records if r.group is not None}
+            splits["w_half"], splits["a_half"] = search_halves(splits["train"], seed, groups)
         bundle.w_half = view(splits["w_half"], True)
         bundle.a_half = view(splits["a_half"], True)
     return bundle
@@ -153,5 +173,5 @@ def check_parts(splits: dict[str, Any], purpose: str, cfg: Config, n_pairs: int)
 def build_eval_dataset(cfg: Config) -> SegmentationDataset:
     """Every usable pair of `data.root` (after `data.limit`), unsplit and never augmented: for
     scoring a trained model on another dataset."""
-    layout, store, _ = load_store(cfg)
-    return SegmentationDataset(store, range(len(store)), None, cfg.run.seed, layout)
+    listing, store, _ = load_store(cfg)
+    return SegmentationDataset(store, range(len(store)), None, cfg.run.seed, listing.layout)

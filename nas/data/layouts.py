@@ -30,13 +30,15 @@ GENERIC_DIRS = ("images", "masks")  # never enough on their own to recognise a n
 
 @dataclass
 class Scan:
-    """What a layout found: pairs (`orig_size` not yet known), pairing problems, notes to warn."""
+    """What a layout found: pairs (`orig_size` not yet known), pairing problems, notes to warn,
+    and the dataset's own groups file (`nas.data.groups`) when it has one."""
 
     layout: str
     base: Path
     records: list[Record] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    groups_file: Optional[Path] = None
 
 
 # Directory listings and is_dir answers memoised for the duration of one `scan_folder` call, during
@@ -136,6 +138,7 @@ class PairedFolders:
     image_re: str = r"^(ISIC_\d+)\.(jpe?g|png)$"
     mask_re: str = r"^(ISIC_\d+)_segmentation\.png$"
     mask_example: str = "{id}_segmentation.png"
+    groups_file: Optional[str] = None  # the dataset's image -> lesion table, used when present at its root
 
     @property
     def expected(self) -> str:
@@ -150,6 +153,8 @@ class PairedFolders:
 
     def scan(self, base: Path) -> Scan:
         scan = Scan(self.name, base)
+        if self.groups_file is not None and (base / self.groups_file).is_file():
+            scan.groups_file = base / self.groups_file
         seen: dict[str, Path] = {}
         image_re, mask_re = re.compile(self.image_re, re.I), re.compile(self.mask_re, re.I)
         usable = 0
@@ -206,7 +211,8 @@ HAM10000 = PairedFolders(
     "ham10000", "HAM10000 (with lesion masks)",
     (SubsetDirs(None, ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images_part1",
                        "HAM10000_images_part2", "HAM10000_images", "images"),
-                ("HAM10000_segmentations_lesion_tschandl",)),))
+                ("HAM10000_segmentations_lesion_tschandl",)),),
+    groups_file="HAM10000_metadata.csv")
 
 
 # ----------------------------------------------------------------------------- PH2

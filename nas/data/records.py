@@ -20,6 +20,8 @@ class Record:
     `subset` is the dataset's official split ("train", "val", "test") when its layout has one.
     `synthetic` is (seed, index, size) for generated pairs, which have no files.
     `lesion_fraction` is the share of mask pixels > 128, known (like `orig_size`) once read.
+    `group` is the lesion (or other unit) the pair belongs to, from a groups file: a seeded split
+    keeps every group whole (`nas.data.groups`); None = the pair is a group of its own.
     """
 
     id: str
@@ -29,6 +31,7 @@ class Record:
     subset: Optional[str] = None
     synthetic: Optional[tuple[int, int, int]] = None
     lesion_fraction: Optional[float] = None
+    group: Optional[str] = None
 
 
 @dataclass(frozen=True)
