@@ -256,6 +256,22 @@ def _isic_without_test(d: Path) -> None:
         shutil.rmtree(root / sub)
 
 
+def _groups(text: str, name: str = "g.csv") -> Callable[[Path], None]:
+    """A `folder` dataset (img0..img5) and a groups file `name` holding `text`."""
+    def setup(d: Path) -> None:
+        _folder(d)
+        (d / name).write_text(text)
+    return setup
+
+
+def _ham_metadata(d: Path) -> None:
+    """HAM10000 layout whose metadata table lacks the last image."""
+    root = make_layout(d / "data", "ham10000", n=3)
+    ids = sorted(p.stem for p in root.glob("HAM10000_images_part_*/*.jpg"))
+    (root / "HAM10000_metadata.csv").write_text("lesion_id,image_id\n" + "".join(f"HAM_1,{i}\n" for i in ids[:-1]))
+
+
+GROUPED = ["--set", "data.root=data", "--set", "data.groups=g.csv"]
 RETRAIN = ["retrain", "--model", "unet", "--set", "model.width=4", *SETS]
 SEARCH = ["search", *SETS]
 LIST = True  # bad data files: the list of files above the error line
@@ -288,6 +304,24 @@ DATA = [
      [*RETRAIN, "--set", "data.root=data", "--set", "data.split=[0.85, 0.15, 0]"], 2,
      r"the test part .* is empty \(train 3, val 3, test 0; split official\).*official training set"),
     ("search: limit 1", lambda d: None, [*SEARCH, "--set", "data.limit=1"], 2, r"search needs at least 2 training pairs"),
+    ("groups file missing", _folder, [*SEARCH, "--set", "data.root=data", "--set", "data.groups=nope.csv"], 2,
+     r"^error: nope\.csv: groups CSV \(data\.groups\) not found$"),
+    ("groups file is a folder", lambda d: (_folder(d), (d / "g.csv").mkdir()), [*SEARCH, *GROUPED], 2,
+     r"g\.csv: is a folder; expected a groups CSV \(data\.groups\)"),
+    ("groups file empty", _groups(""), [*SEARCH, *GROUPED], 2, r"g\.csv: empty file"),
+    ("groups file without its columns", _groups("name,lesion\nimg0,a\n"), [*SEARCH, *GROUPED], 2,
+     r"g\.csv: expected an image id column \(image_id or id\) and a group column \(lesion_id or group\); "
+     r"found columns name, lesion"),
+    ("groups file header only", _groups("id,group\n"), [*SEARCH, *GROUPED], 2, r"g\.csv: no rows below the header"),
+    ("image without a group", _groups("id,group\n" + "".join(f"img{k},p{k}\n" for k in range(5))),
+     [*SEARCH, *GROUPED], 2, r"g\.csv: 1 of the 6 images has no group \(first: img5\); .*data\.groups=none"),
+    ("image in two groups", _groups("image_id,lesion_id\nimg0,a\nimg0,b\n"), [*SEARCH, *GROUPED], 2,
+     r"g\.csv: image img0 is listed in two groups \(a and b\)"),
+    ("empty group", _groups("id,group\nimg0,a\nimg1,\n"), [*SEARCH, *GROUPED], 2, r"g\.csv: line 3: empty group"),
+    ("HAM10000 metadata without an image", _ham_metadata, [*SEARCH, "--set", "data.root=data"], 2,
+     r"HAM10000_metadata\.csv: 1 of the 6 images has no group \(first: ISIC_0024311\)"),
+    ("search: one lesion", _groups("id,group\n" + "".join(f"img{k},p\n" for k in range(6))),
+     [*SEARCH, *GROUPED], 2, r"search needs at least 2 training groups \(lesions, data\.groups\)"),
 ]
 
 
@@ -316,6 +350,10 @@ DATA_COMMANDS = [
     (["data", "check", "data", "--size", "100000"], r"--size: expected an int in \[16, 4096\], got 100000"),
     (["data", "check", "nope"], r"nope: dataset folder not found"),
     (["data", "check", "data", "--layout", "ph2"], r"data: does not look like PH2"),
+    (["data", "check", "data", "--groups", "nope.csv"], r"nope\.csv: groups CSV \(data\.groups\) not found"),
+    (["data", "check", "data", "--groups", " "], r"nas data check: --groups: expected a groups CSV file or none"),
+    (["data", "check", "data", "--splits", "nope"], r"nope: splits file not found"),
+    (["data", "check", "data", "--set", "data.groups="], r"--set data\.groups=: data\.groups: expected a path"),
     (["data", "synth", "--out", "s", "--n", "0"], r"nas data synth: --n: expected a positive int, got 0"),
     (["data", "synth", "--out", "s", "--size", "15"], r"nas data synth: --size: expected an int in \[16, 4096\]"),
     (["data", "synth", "--out", "s", "--size", "99999"], r"nas data synth: --size: expected an int in \[16, 4096\]"),

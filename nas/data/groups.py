@@ -65,7 +65,8 @@ def assign_groups(records: Sequence[Record], path: Optional[Path]) -> list[Recor
     groups = read_groups(path)
     missing = [r.id for r in records if r.id not in groups]
     if missing:
-        raise UserError(f"{path}: {len(missing)} of the {len(records)} images have no group (first: {missing[0]}); "
+        have = "has" if len(missing) == 1 else "have"
+        raise UserError(f"{path}: {len(missing)} of the {len(records)} images {have} no group (first: {missing[0]}); "
                         f"add them, or set data.groups=none to split image by image")
     return [dataclasses.replace(r, group=groups[r.id]) for r in records]
 
