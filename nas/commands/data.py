@@ -112,7 +112,9 @@ def _check_split(table: Table, problems: list[Problem], name: str, about: str, s
                  splits: dict[str, Any], groups: dict[str, str]) -> None:
     """Rows of one split (sizes in pairs and groups; no group across its parts; the same for the
     search halves when it has them), and a problem for each kind of crossing."""
-    for parts, what, row in ((SPLITS, "split", name), (HALVES, "halves", f"{name} halves")):
+    for parts, what, row, harm in ((SPLITS, "split", name, "its test scores are optimistic"),
+                                   (HALVES, "halves", f"{name} halves",
+                                    "its alpha steps score lesions its weight steps trained on")):
         if not all(isinstance(splits.get(k), list) for k in parts):
             continue
         table.add_row(row, (about + ": " if what == "split" else "") + _split_line(splits, parts, groups))
@@ -127,8 +129,8 @@ def _check_split(table: Table, problems: list[Problem], name: str, about: str, s
         n = len(crossing)
         problems.append(Problem(source, f"{n} group{'s' if n != 1 else ''} ha{'ve' if n != 1 else 's'} images in "
                                         f"more than one of {', '.join(parts)} (first: {first} in "
-                                        f"{' and '.join(where)}); a split made image by image leaks a lesion's "
-                                        "images across parts, so its test scores are optimistic"))
+                                        f"{' and '.join(where)}); a split made image by image puts a lesion's "
+                                        f"images in several parts, so {harm}"))
 
 
 def run_check(args: argparse.Namespace) -> int:
