@@ -3,7 +3,8 @@
 The modules, in the order data flows through them:
 `layouts` (find pairs) -> `files` + `validate` (read, refuse damaged files, check pairs) ->
 `preprocess` (center crop, resize; and its inverse for predictions) -> `cache` + `store` (one
-checked pass up front, uint8 arrays kept) -> `splits` (who goes where, `splits.json`) ->
+checked pass up front, uint8 arrays kept) -> `groups` (images that split together, e.g. one
+lesion's) + `splits` (who goes where, `splits.json`) ->
 `augment` + `dataset` (tensors, seeded loaders) -> `bundle` (`build_data`, what the rest of the
 code calls). `synthetic` is the built-in dataset; `records` holds the shared value types and
 `seeding` how seeds become generators.
