@@ -122,6 +122,11 @@ def test_oneshot_score_is_deterministic_and_alpha_score_is_the_mean_log_weight(s
         logs += [math.log(float(w[f"node{e.to}"][e.from_, space.ops.index(e.op)])) for e in cell.live()[0]]
     assert alpha_score(search_run, path) == pytest.approx(sum(logs) / len(logs))
 
+    run = OneShotRun(search_run, bn_batches=2, threads=1)
+    assert run.score(g) == a
+    bn = run.model.encoder[0][1]  # re-estimated for the genotype: 2 batches, not the search's statistics
+    assert int(bn.num_batches_tracked) == 2 and not torch.equal(bn.running_mean, state["encoder.0.1.running_mean"])
+
 
 def test_perturbation_keeps_the_pairs_whose_removal_hurts_most(search_run: Path) -> None:
     run = OneShotRun(search_run, bn_batches=1, val_images=2, threads=1)
