@@ -20,7 +20,8 @@ instead of storing it (one stored tensor per op); both blocks run as one 1×1 co
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,40 @@ def _rename_legacy_input_keys(module: nn.Module, state_dict: dict, prefix: str, 
         state_dict.setdefault(new + key[len(old):], value)
 
 
+def masked_gate(alpha: Tensor, kind: str, keep: Tensor) -> Tensor:
+    """:func:`gate` restricted to the entries where ``keep`` (bool, ``alpha``'s shape) is True.
+
+    ``softmax``: the same softmax renormalised over the kept entries (the others get exactly 0);
+    ``sigmoid``: the gates of kept entries, 0 elsewhere. A group with nothing kept gets all-zero
+    weights (its node or block then contributes nothing), never the NaN of an empty softmax.
+    """
+    if not bool(keep.any()):
+        return torch.zeros_like(alpha)
+    if kind == "softmax":
+        return gate(alpha.masked_fill(~keep, float("-inf")), kind)
+    return gate(alpha, kind) * keep
+
+
+@dataclass
+class CellMask:
+    """Which α entries a :class:`SkipCell` may use: ``nodes[i-1]`` (bool ``(i, n_ops)``) for node
+    ``i``, ``ssb`` and ``csb`` (bool ``(nodes,)``). A cell with a mask weights each group by
+    :func:`masked_gate`, so the supernet computes a sub-architecture with its trained weights
+    and α (one-shot scoring and perturbation-based selection, :mod:`nas.oneshot`). The tensors
+    may be changed in place between forward passes."""
+
+    nodes: list[Tensor]
+    ssb: Tensor
+    csb: Tensor
+
+    @classmethod
+    def full(cls, nodes: int, n_ops: int, device: torch.device | str = "cpu") -> CellMask:
+        """Everything kept: the cell computes exactly what it computes without a mask."""
+        return cls(nodes=[torch.ones(i, n_ops, dtype=torch.bool, device=device) for i in range(1, nodes + 1)],
+                   ssb=torch.ones(nodes, dtype=torch.bool, device=device),
+                   csb=torch.ones(nodes, dtype=torch.bool, device=device))
+
+
 def node_softmax(alpha: Tensor) -> Tensor:
     """Node-level softmax: one softmax over all (input, op) α of a node, same shape back
     (``gate(alpha, "softmax")``)."""
@@ -228,6 +263,9 @@ class SkipCell(nn.Module):
     (parameter-free ops), ``mixed`` (one :class:`MixedNode` per intermediate node) and
     ``csb_conv``; ``out_channels`` is ``2 * node_width``.
 
+    ``mask`` (a :class:`CellMask`, default None) restricts every α group to its kept entries;
+    None (the search) costs one attribute test per group and nothing else.
+
     Shapes: ``[B, c_in, H, W]`` → ``[B, 2 * node_width, H', W']`` with ``H' = H / 2**down``
     unless ``size`` is passed to ``forward``.
 
@@ -284,15 +322,18 @@ class SkipCell(nn.Module):
         )
         self.ssb_alpha = nn.Parameter(alpha_init * torch.randn(nodes))
         self.csb_alpha = nn.Parameter(alpha_init * torch.randn(nodes))
+        self.mask: Optional[CellMask] = None
         accept_legacy_input_keys(self)
 
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         """Cell output ``[B, 2·node_width, *size]``; ``size`` defaults to ``H / 2**down``."""
+        mask = self.mask
         states = [_NodeState(self.node0(x, size), self.shared_ops)]
-        for node, alpha in zip(self.mixed, self.node_alphas):
-            states.append(_NodeState(node(states, node_softmax(alpha)), self.shared_ops))
+        for i, (node, alpha) in enumerate(zip(self.mixed, self.node_alphas)):
+            w = node_softmax(alpha) if mask is None else masked_gate(alpha, "softmax", mask.nodes[i])
+            states.append(_NodeState(node(states, w), self.shared_ops))
         return self._blocks(torch.cat([s.x for s in states[1:]], dim=1))
 
     def _blocks(self, inner: Tensor) -> Tensor:
@@ -302,9 +343,13 @@ class SkipCell(nn.Module):
         conv with its input-channel blocks scaled by ``g_csb``. Exactly the two blocks'
         definitions, without materialising ``g·n_k`` for every node.
         """
-        c = self.node_width
-        g_ssb = gate(self.ssb_alpha, self.ssb_gating)
-        g_csb = gate(self.csb_alpha, self.csb_gating)
+        c, mask = self.node_width, self.mask
+        if mask is None:
+            g_ssb = gate(self.ssb_alpha, self.ssb_gating)
+            g_csb = gate(self.csb_alpha, self.csb_gating)
+        else:
+            g_ssb = masked_gate(self.ssb_alpha, self.ssb_gating, mask.ssb)
+            g_csb = masked_gate(self.csb_alpha, self.csb_gating, mask.csb)
         ssb_weight = torch.kron(g_ssb.view(1, -1), self._eye)
         csb_weight = self.csb_conv.weight.flatten(1) * g_csb.repeat_interleave(c).view(1, -1)
         weight = torch.cat([ssb_weight, csb_weight], dim=0)

@@ -18,7 +18,7 @@ from nas.runs import is_rank_zero
 # Write failures the machine causes, not the program: one line, no traceback (exit code 1).
 ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
 # Order is the order of the pipeline, which is also the order `nas --help` lists them in.
-COMMAND_MODULES = ("data", "search", "discretize", "retrain", "evaluate", "predict", "export", "plot", "compare")
+COMMAND_MODULES = ("data", "search", "discretize", "rank", "retrain", "evaluate", "predict", "export", "plot", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -213,7 +213,7 @@ CHOICES: dict[str, list[Any]] = {
     "search.order": [1, 2],
     "search.arch_optimizer": ["adam", "radam"],
     "search.beta_decay.mode": ["gradient", "centred", "decoupled"],
-    "discretize.policy": ["thesis", "darts", "threshold"],
+    "discretize.policy": ["thesis", "darts", "threshold", "perturbation"],
     "run.distributed": ["auto", "true", "false"],
     "run.lr_scaling": ["none", "linear", "sqrt"],
 }
@@ -319,8 +319,9 @@ DESCRIPTIONS: dict[str, str] = {
     "model.width_multiplier": "channel multiplier of a genotype network over its search space (thesis 2)",
     "model.out_channels": "1 (lesion) or 2 (lesion, background) output channels",
     "model.options": "extra keyword arguments for the model constructor",
-    "discretize.policy": "thesis (top-k per node), darts (top-2 edges per node) or threshold",
-    "discretize.k": "(input, op) pairs kept per node by the thesis policy",
+    "discretize.policy": "thesis (top-k per node), darts (top-2 edges per node), threshold or perturbation "
+                         "(top-k per node by Dice lost when removed from the trained supernet)",
+    "discretize.k": "(input, op) pairs kept per node by the thesis and perturbation policies",
     "discretize.threshold": "cumulative weight kept per node by the threshold policy",
     "log.alpha_every": "append every alpha to alphas.csv every N steps (and at each epoch end)",
     "log.plots": "write the standard plots into RUN/plots at the end",

@@ -11,6 +11,12 @@ the supernet's forward pass. Policies choose the (input, op) pairs of each node:
 - ``threshold``: the fewest strongest pairs whose cumulative weight exceeds ``threshold`` × the
   node's non-zero mass (adapts the number of edges to how decided the node is).
 
+- ``perturbation`` (Wang et al., ICLR 2021, DARTS-PT): the ``k`` pairs per node whose removal from
+  the trained supernet lowers validation Dice the most. It needs the run's weights, not only α,
+  so it lives in :mod:`nas.oneshot` (:func:`discretize_run` dispatches to it); where only α are
+  at hand (random controls, the search signal) it stands for the α policy with the same number
+  of pairs per node, ``thesis`` (see :data:`MODEL_POLICIES`).
+
 Every policy keeps, per block, the nodes whose weight is ≥ the block mean; ``zero`` is never
 kept. Nodes that no longer feed an output block (or get no input) are pruned with their edges.
 The SSB keeps its weights renormalised to sum 1 over the kept nodes, the CSB its gate values.
@@ -91,6 +97,24 @@ def _threshold(w: Tensor, ops: list[str], k: int, threshold: float) -> list[tupl
 
 
 POLICIES: dict[str, Policy] = {"thesis": _thesis, "darts": _darts, "threshold": _threshold}
+#: Policies that score pairs with the trained supernet (:mod:`nas.oneshot`) → the α policy that
+#: keeps the same structure (pairs per node), used where only α are at hand.
+MODEL_POLICIES: dict[str, str] = {"perturbation": "thesis"}
+
+
+def alpha_policy(policy: str) -> str:
+    """The α-only policy that stands for ``policy`` (itself unless it needs the trained weights)."""
+    return MODEL_POLICIES.get(policy, policy)
+
+
+def policy_settings(policy: str, k: int, threshold: float) -> dict[str, Any]:
+    """What a genotype's ``source`` records about its policy: the name and the knob it uses."""
+    settings: dict[str, Any] = {"policy": policy}
+    if alpha_policy(policy) == "thesis":
+        settings["k"] = k
+    elif policy == "threshold":
+        settings["threshold"] = float(threshold)
+    return settings
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -104,12 +128,22 @@ def discretize_cell(weights: Mapping[str, Tensor], space: SearchSpace, policy: s
                     k: int = 3, threshold: float = 0.9, name: str = "cell") -> CellGenotype:
     """Discretize one cell given its *normalised* weights (``node1``.., ``ssb``, ``csb``)."""
     check_policy(policy, k, threshold)
+    if policy in MODEL_POLICIES:
+        raise UserError(f"discretize policy '{policy}' needs the run's trained weights; use discretize_run")
     select = POLICIES[policy]
+    pairs = {node: select(weights[f"node{node}"], space.ops, k, threshold) for node in range(1, space.nodes + 1)}
+    return cell_from_pairs(weights, space, pairs, name)
+
+
+def cell_from_pairs(weights: Mapping[str, Tensor], space: SearchSpace,
+                    pairs: Mapping[int, list[tuple[int, int]]], name: str = "cell") -> CellGenotype:
+    """The cell that keeps ``pairs[node]`` (``(input, op index)``; ``zero`` never kept), edge
+    weights from ``weights``, the block rule, pruning and the fallback of the module docstring.
+    Shared by the α policies and the perturbation policy, so only the pair choice differs."""
     edges: list[Edge] = []
     for node in range(1, space.nodes + 1):
         w = weights[f"node{node}"]
-        edges += [Edge(node, j, space.ops[o], float(w[j, o]))
-                  for j, o in select(w, space.ops, k, threshold) if space.ops[o] != "zero"]
+        edges += [Edge(node, j, space.ops[o], float(w[j, o])) for j, o in pairs.get(node, []) if space.ops[o] != "zero"]
     ssb_nodes, csb_nodes = _keep_block(weights["ssb"]), _keep_block(weights["csb"])
     edges, ssb_nodes, csb_nodes = prune_cell(edges, ssb_nodes, csb_nodes)
     if not ssb_nodes and not csb_nodes:
@@ -161,8 +195,8 @@ def check_alpha_state(alpha_state: Mapping[str, Mapping[str, Tensor]], space: Se
 
 def check_policy(policy: str, k: int, threshold: float) -> None:
     """Raise :class:`UserError` for an unknown policy or an out-of-range k / threshold."""
-    if policy not in POLICIES:
-        raise UserError(f"discretize policy '{policy}' unknown; choose one of {', '.join(POLICIES)}")
+    if policy not in POLICIES and policy not in MODEL_POLICIES:
+        raise UserError(f"discretize policy '{policy}' unknown; choose one of {', '.join([*POLICIES, *MODEL_POLICIES])}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UserError(f"discretize k must be an integer >= 1, got {k!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
@@ -178,11 +212,7 @@ def discretize(alpha_state: Mapping[str, Mapping[str, Tensor]], space: SearchSpa
     """
     check_policy(policy, k, threshold)
     check_alpha_state(alpha_state, space)
-    settings: dict[str, Any] = {"policy": policy}
-    if policy == "thesis":
-        settings["k"] = k
-    elif policy == "threshold":
-        settings["threshold"] = float(threshold)
+    settings = policy_settings(policy, k, threshold)
     cells = {}
     for enc, dec in space.skips:
         name = cell_name(enc, dec)
@@ -221,8 +251,10 @@ def random_genotype(space: SearchSpace, seed: int, policy: str = "thesis", k: in
     fixed edge or gate scales that a searched genotype would not have. ``source`` (e.g. the
     run whose space was used) is recorded before ``random: true`` and the seed.
     """
-    genotype = discretize(random_alpha_state(space, seed), space, policy, k, threshold,
+    check_policy(policy, k, threshold)
+    genotype = discretize(random_alpha_state(space, seed), space, alpha_policy(policy), k, threshold,
                           source={**dict(source or {}), "random": True, "seed": int(seed)})
+    genotype.source.update(policy_settings(policy, k, threshold))  # the structure is alpha_policy's
     n_ops = len(space.ops)
     neutral_csb = float(gate(torch.zeros(space.nodes, dtype=torch.float64), space.csb_gating)[0])
     for cell in genotype.cells.values():
@@ -382,20 +414,30 @@ def load_run_alphas(run_dir: str | os.PathLike, epoch: Optional[float] = None) -
 
 def discretize_run(run_dir: str | os.PathLike, policy: str = "thesis", k: int = 3, threshold: float = 0.9,
                    epoch: Optional[float] = None) -> Genotype:
-    """Read a search run folder's α (see :func:`load_run_alphas`) and discretize them."""
+    """Read a search run folder's α (see :func:`load_run_alphas`) and discretize them; the
+    ``perturbation`` policy scores pairs with the run's last checkpoint (:mod:`nas.oneshot`)."""
     check_policy(policy, k, threshold)
+    if policy in MODEL_POLICIES:
+        from nas.oneshot import perturbation_discretize
+
+        if epoch is not None:
+            raise UserError(f"discretize policy '{policy}' uses the last checkpoint's weights; drop the epoch")
+        return perturbation_discretize(run_dir, k)
     found = load_run_alphas(run_dir, epoch)
     return discretize(found.alpha_state, found.space, policy, k, threshold, source=found.source())
 
 
 __all__ = [
     "FALLBACK_NOTE",
+    "MODEL_POLICIES",
     "POLICIES",
     "DiscretizeWarning",
     "RunAlphas",
     "alpha_state_from_checkpoint",
     "alpha_state_from_csv",
     "alpha_state_from_state_dict",
+    "alpha_policy",
+    "cell_from_pairs",
     "cell_weights",
     "check_alpha_state",
     "check_policy",
@@ -403,6 +445,7 @@ __all__ = [
     "discretize_cell",
     "discretize_run",
     "load_run_alphas",
+    "policy_settings",
     "random_alpha_state",
     "random_genotype",
     "run_search_space",

@@ -32,7 +32,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from nas.discretize import POLICIES, AlphaState, RunAlphas, alpha_state_from_csv, cell_weights, check_policy
+from nas.discretize import (POLICIES, AlphaState, RunAlphas, alpha_policy, alpha_state_from_csv, cell_weights,
+                            check_policy)
 from nas.loop import SIGNAL_COLUMNS
 from nas.search_space import SearchSpace
 
@@ -50,9 +51,10 @@ def model_alpha_state(model: nn.Module) -> AlphaState:
 
 def selected_pairs(alpha_state: Mapping[str, Mapping[str, Tensor]], space: SearchSpace, policy: str = "thesis",
                    k: int = 3, threshold: float = 0.9) -> dict[tuple[str, int], set[tuple[int, int]]]:
-    """Per ``(cell, node)`` the (input, op index) pairs the policy keeps, before pruning."""
+    """Per ``(cell, node)`` the (input, op index) pairs the policy keeps, before pruning (a policy
+    that needs the trained weights counts as its α stand-in, :func:`nas.discretize.alpha_policy`)."""
     check_policy(policy, k, threshold)
-    select = POLICIES[policy]
+    select = POLICIES[alpha_policy(policy)]
     out: dict[tuple[str, int], set[tuple[int, int]]] = {}
     for cell, groups in alpha_state.items():
         weights = cell_weights(groups, space)

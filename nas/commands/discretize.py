@@ -25,10 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Defaults come from the run's config (discretize.*), else thesis, k=3.")
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, nargs="?", default=None,
                    help="a run folder written by `nas search` (optional with --random --space)")
-    p.add_argument("--policy", choices=["thesis", "darts", "threshold"], default=None,
+    p.add_argument("--policy", choices=["thesis", "darts", "threshold", "perturbation"], default=None,
                    help="thesis: top-k (input, op) pairs per node (node-level softmax); darts: top-2 "
-                        "edges per node, best op each; threshold: fewest pairs over a share of the mass")
-    p.add_argument("--k", type=int, default=None, help="pairs kept per node by the thesis policy (default 3)")
+                        "edges per node, best op each; threshold: fewest pairs over a share of the mass; "
+                        "perturbation: top-k pairs per node by the validation Dice the trained supernet "
+                        "loses without them (DARTS-PT; slow: one validation pass per pair)")
+    p.add_argument("--k", type=int, default=None,
+                   help="pairs kept per node by the thesis and perturbation policies (default 3)")
     p.add_argument("--threshold", type=float, default=None,
                    help="share of a node's non-zero mass kept by the threshold policy (default 0.9)")
     p.add_argument("--from-epoch", type=int, default=None, metavar="E",
@@ -39,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="with --random: the sample's seed (default 0)")
     p.add_argument("--space", default=None, metavar="NAME|FILE",
                    help="with --random and no RUN_DIR: search-space name or file")
+    p.add_argument("--bn-batches", type=int, default=8, metavar="N",
+                   help="with --policy perturbation: training batches to re-estimate BatchNorm on (default 8)")
+    p.add_argument("--val-images", type=int, default=None, metavar="N",
+                   help="with --policy perturbation: score on the first N validation images (default all)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --policy perturbation: a data.*, run.* or train.eval_batch_size key of the "
+                        "run's config, e.g. --set run.threads=1 (repeatable)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing genotype file that differs from this result (e.g. hand-edited)")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
@@ -78,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", DiscretizeWarning)  # the table shows the notes instead
         if args.random:
             genotype = _random(args, s)
+        elif s["policy"] == "perturbation":
+            if args.from_epoch is not None:
+                raise UserError("--policy perturbation scores the last checkpoint's weights: drop --from-epoch")
+            genotype = _perturbation(args, s["k"])
+            signal = run_signal(load_run_alphas(args.run_dir), s["policy"], s["k"], s["threshold"])
         else:
             found = load_run_alphas(args.run_dir, args.from_epoch)
             genotype = discretize(found.alpha_state, found.space, s["policy"], s["k"], s["threshold"],
@@ -92,6 +107,19 @@ def run(args: argparse.Namespace) -> int:
         print_signal(signal)
     print(f"wrote {out}")
     return 0
+
+
+def _perturbation(args: argparse.Namespace, k: int) -> Any:
+    """The perturbation policy's genotype of RUN_DIR, with a progress bar over its evaluations."""
+    from nas.discretize import check_policy
+    from nas.oneshot import OneShotRun, perturbation_cost, perturbation_discretize
+    from nas.predict import progress_bar
+
+    check_policy("perturbation", k, 0.9)
+    run = OneShotRun(args.run_dir, bn_batches=args.bn_batches, val_images=args.val_images,
+                     overrides=args.overrides)
+    with progress_bar(perturbation_cost(run.space, k), "perturbation") as advance:
+        return perturbation_discretize(args.run_dir, k, run=run, progress=advance)
 
 
 def _refuse_overwrite(out: Path, genotype: Any, force: bool) -> None:
@@ -149,7 +177,7 @@ def _rediscretized_text(text: str) -> Optional[str]:
     file's ``source`` (None when the file is not one of its results)."""
     import yaml
 
-    from nas.discretize import discretize_run, random_genotype, run_search_space
+    from nas.discretize import MODEL_POLICIES, discretize_run, random_genotype, run_search_space
     from nas.errors import UserError
     from nas.genotype import genotype_text
 
@@ -159,6 +187,8 @@ def _rediscretized_text(text: str) -> Optional[str]:
                     "threshold": src.get("threshold", 0.9)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if settings["policy"] in MODEL_POLICIES and not src.get("random"):
+                return None  # scored with the trained weights: too costly to redo for this check
             if src.get("random") and "run" in src:
                 again = random_genotype(run_search_space(src["run"]), src["seed"], **settings,
                                         source={"run": src["run"]})
