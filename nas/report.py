@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +22,7 @@ from typing import Any, Optional
 from nas.comparison import (COLUMNS, METRIC_HEADERS, TEST_SPLIT, CompareTable, Comparison, Contrast,
                             DatasetComparison, TableRow, data_differences)
 from nas.errors import UserError
+from nas.ranking import PROXY_NAMES, Ranking, build_ranking, ranking_csv, ranking_stats_csv
 from nas.runs import atomic_write_text
 from nas.stats import ALPHA, EXACT_MAX_N, LEVEL, N_BOOT, format_p
 
@@ -56,6 +58,26 @@ HOW_TO_READ = f"""\
   every metric here is higher-is-better) or *worse* than the reference. No correction for
   multiple comparisons: with six metrics and several models, a few p < {ALPHA} are expected by
   chance; read Dice first and look for agreement across metrics and datasets.
+"""
+
+HOW_TO_READ_RANKING = f"""\
+## Reading the ranking
+
+- **τ** is Kendall's τ-b (ties corrected) between a proxy and the stand-alone test Dice over the
+  retrained genotypes: +1 = the same order, 0 = unrelated, −1 = reversed. Proxies: the one-shot
+  Dice of the genotype in the supernet it came from (inherited weights, BatchNorm statistics
+  re-estimated on training batches, validation Dice), its α score, and its parameter count.
+  Random genotypes are scored in the supernet of the search they are the control of.
+- **Noise ceiling**: τ between the stand-alone Dice of two training seeds of the same genotypes
+  (the mean over seed pairs with three or more seeds). No proxy can be expected to rank better
+  than the data rank themselves (Yu et al., ICLR 2020).
+- **Intervals**: {LEVEL:.0%} percentile bootstrap over genotypes, {N_BOOT:,} replicates, fixed seed.
+  "Ceiling ≈ 0" and "a proxy ranks them" mean: the interval includes 0, lies above 0.
+- **Relative improvement** = (mean searched − mean random) / mean random, and **P(beats random)**
+  = the share of (searched, random) genotype pairs at each training seed where the searched one
+  has the higher Dice (ties half), both with intervals that resample the searched and the random
+  genotypes (Yang et al., ICLR 2020). **Above size trend**: the searched Dice minus the
+  least-squares line of the random genotypes' Dice on log10(parameters) at its size.
 """
 
 
@@ -193,6 +215,118 @@ def _gallery(ds: DatasetComparison, md_path: Path) -> list[tuple[str, Optional[P
     return out
 
 
+# ----------------------------------------------------------------------------- ranking and the field's numbers
+def _estimate_cells(e) -> list[str]:
+    if e is None:
+        return ["–", "–"]
+    if not math.isfinite(e.value):
+        return ["undefined", "–"]
+    ci = "–" if not math.isfinite(e.ci_low) else f"[{e.ci_low:+.2f}, {e.ci_high:+.2f}]"
+    return [f"{e.value:+.2f}", ci]
+
+
+def ranking_markdown(ranking: Ranking) -> str:
+    """The "Ranking validity" section: per-proxy τ vs stand-alone Dice, the noise ceiling, the
+    reading in words, and the genotypes' values."""
+    seeds = ", ".join(map(str, ranking.seeds)) or "none in common"
+    parts = [f"\n## Ranking validity\n\n"
+             f"Do the search's proxies order the {len(ranking.genotypes)} retrained genotypes (searched and random) "
+             f"as their stand-alone test Dice ({ranking.dataset}, mean over training seeds) does? Kendall τ-b, "
+             f"{LEVEL:.0%} bootstrap interval over genotypes; the noise ceiling is τ between the stand-alone Dice of "
+             f"two training seeds (seeds: {seeds}). See [Reading the ranking](#reading-the-ranking).\n\n",
+             ranking.reading + "\n\n",
+             "| Proxy | τ vs stand-alone Dice | 95 % CI | Genotypes |\n|---|---:|---|---:|\n"]
+    for name, e in [*ranking.taus.items(), ("ceiling", ranking.ceiling)]:
+        tau, ci = _estimate_cells(e)
+        if e is None:
+            why = ("needs two training seeds of every genotype" if name == "ceiling"
+                   else "not available")
+            tau, ci = why, "–"
+        parts.append(f"| {PROXY_NAMES[name]} | {tau} | {ci} | {e.n if e else 0} |\n")
+    if ranking.notes:
+        parts.append("\n" + "".join(f"- {n}\n" for n in ranking.notes))
+    seed_list = sorted({k for g in ranking.genotypes for k in g.dice}, key=str)
+
+    def num(v, fmt):
+        return "–" if v is None or not math.isfinite(v) else format(v, fmt)
+
+    parts.append("\n| Genotype | Kind | Params (M) | One-shot Dice | α score | "
+                 + " | ".join(f"Dice seed {k}" for k in seed_list) + " | Dice mean |\n"
+                 + "|---|---|" + "---:|" * (4 + len(seed_list)) + "\n")
+    for g in ranking.genotypes:
+        parts.append(f"| {g.label} | {g.kind} | {num(None if g.params is None else g.params / 1e6, '.3f')} | "
+                     f"{num(g.oneshot_dice, '.4f')} | {num(g.alpha_score, '.4f')} | "
+                     + " | ".join(num(g.dice.get(k), ".4f") for k in seed_list)
+                     + f" | {g.dice_mean:.4f} |\n")
+    return "".join(parts)
+
+
+def field_markdown(ranking: Ranking, chart: Optional[Path]) -> str:
+    """The "Searched vs random, as the field reports it" section (Yang et al., ICLR 2020)."""
+    parts = ["\n## Searched vs random, as the field reports it\n\n"
+             "Relative improvement of the searched genotype's mean stand-alone Dice over the mean random "
+             "genotype, the probability that a searched genotype beats a random one (pairs of genotypes at "
+             "each training seed, ties half), with bootstrap intervals over genotypes; and the random "
+             "genotypes' Dice per decade of parameters, with how far the searched genotype lies above that size "
+             "trend.\n\n"
+             "| Dataset | Searched | Random | Genotypes (s/r) | Dice searched | Dice random | Rel. improvement | "
+             "95 % CI | P(beats random) | 95 % CI | Params searched / random (M) | Slope per decade | "
+             "Above size trend |\n|---|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|\n"]
+
+    def num(v, fmt):
+        return "–" if v is None or not math.isfinite(v) else format(v, fmt)
+
+    for f in ranking.field:
+        ri, pb = f.improvement, f.beats
+        params = (f"{num(None if f.searched_params is None else f.searched_params / 1e6, '.3f')} / "
+                  f"{num(None if f.random_params is None else f.random_params / 1e6, '.3f')}")
+        parts.append(f"| {f.dataset} | {f.searched} | {f.random} | {f.n_searched}/{f.n_random} | "
+                     f"{f.searched_mean:.4f} | {f.random_mean:.4f} | {num(100 * ri.value, '+.2f')} % | "
+                     f"[{num(100 * ri.ci_low, '+.2f')}, {num(100 * ri.ci_high, '+.2f')}] % | "
+                     f"{num(pb.value, '.2f')} | [{num(pb.ci_low, '.2f')}, {num(pb.ci_high, '.2f')}] | {params} | "
+                     f"{num(f.slope, '+.4f')} | {num(f.above_trend, '+.4f')} |\n")
+    for f in ranking.field:
+        parts.append(f"\n- {field_words(f)}")
+    parts.append("\n")
+    if chart is not None:
+        parts.append(f"\n![Dice vs log10(parameters)]({chart.name})\n")
+    return "".join(parts)
+
+
+def field_words(f) -> str:
+    """One sentence per pair: does the searched genotype beat chance beyond genotype noise, and is
+    that more than size?"""
+    head = f"**{f.searched}** vs {f.random} ({f.dataset})"
+    pb = f.beats
+    if not math.isfinite(pb.ci_low):
+        verdict = "P(beats random) has no interval"
+    elif pb.ci_low > 0.5:
+        verdict = f"beats a random genotype more often than not (P {pb.value:.2f}, interval above 0.5)"
+    elif pb.ci_high < 0.5:
+        verdict = f"loses to a random genotype more often than not (P {pb.value:.2f}, interval below 0.5)"
+    else:
+        verdict = f"is not told apart from a random genotype (P {pb.value:.2f}, interval includes 0.5)"
+    size = ""
+    if f.above_trend is not None:
+        size = (f"; it lies {f.above_trend:+.4f} Dice from the random genotypes' size trend "
+                f"({'above' if f.above_trend > 0 else 'not above'} it)")
+    elif f.searched_params and f.random_params:
+        size = (f"; size trend not measured (the random genotypes have one size), searched/random parameters "
+                f"{f.searched_params / f.random_params:.2f}×")
+    return f"{head}: {verdict}{size}."
+
+
+def write_ranking(ranking: Ranking, md_path: Path, csv_path: Path) -> tuple[str, list[Path]]:
+    """The two sections' Markdown and the files they need: `csv_path` (per genotype; the proxy
+    cache), `<csv stem>_stats.csv` and the size chart."""
+    from nas.plots.ranking import size_chart
+
+    table = atomic_write_text(csv_path, ranking_csv(ranking))
+    stats = atomic_write_text(csv_path.with_name(f"{csv_path.stem}_stats.csv"), ranking_stats_csv(ranking))
+    chart = size_chart(ranking, md_path.with_name(f"{md_path.stem}_dice_vs_params.png"))
+    return ranking_markdown(ranking) + field_markdown(ranking, chart), [table, stats, chart]
+
+
 # ----------------------------------------------------------------------------- report
 def _dataset_title(ds: DatasetComparison) -> str:
     if ds.dataset == TEST_SPLIT:
@@ -239,10 +373,17 @@ def _dataset_section(ds: DatasetComparison, reference: Optional[str], md_path: P
     return "".join(parts)
 
 
-def write_report(comparison: Comparison, out_path_md: str | Path, title: str = "Model comparison") -> list[Path]:
+def write_report(comparison: Comparison, out_path_md: str | Path, title: str = "Model comparison",
+                 supernets: Optional[dict[str, Path]] = None, ranking_path: Optional[Path] = None,
+                 threads: Optional[int] = None) -> list[Path]:
     """Write `<name>.md`, `<name>.csv` (every table), `<name>_stats.csv` (paired statistics) and
     the charts next to it. Every file is written atomically. Returns the written paths,
-    Markdown first."""
+    Markdown first.
+
+    With random genotypes, also the ranking sections and `ranking_path` (default
+    `<name>_ranking.csv`, also the cache of the supernet scores), its `_stats.csv` and the size
+    chart; `supernets` (row label -> search run) says which supernet scores a row's genotypes
+    (default: the genotype's `source: run:`)."""
     from nas.plots.compare import bar_chart, scatter_chart
 
     md_path = Path(out_path_md)
@@ -266,11 +407,20 @@ def write_report(comparison: Comparison, out_path_md: str | Path, title: str = "
                      "directly comparable: " + "; ".join(diffs) + ".\n")
     for ds in comparison.datasets:
         parts.append(_dataset_section(ds, comparison.reference, md_path, charts))
+    ranking = build_ranking(comparison, supernets=supernets, threads=threads,
+                            cache=ranking_path or md_path.with_name(f"{md_path.stem}_ranking.csv"))
+    ranking_files: list[Path] = []
+    if ranking is not None:
+        text, ranking_files = write_ranking(ranking, md_path,
+                                            ranking_path or md_path.with_name(f"{md_path.stem}_ranking.csv"))
+        parts.append(text)
     parts.append(f"\n## Charts ({first.dataset})\n")
     parts += [f"\n![{p.stem}]({p.name})\n" for p in overview]
     parts.append("\n" + HOW_TO_READ)
+    if ranking is not None:
+        parts.append("\n" + HOW_TO_READ_RANKING)
     parts.append("\n## Runs\n\n| Model | Kind | Seed | Sample | Run folder |\n|---|---|---|---|---|\n")
     parts += [f"| {r.label} | {r.kind} | {r.seed if r.seed is not None else '–'} | "
               f"{r.sample if r.sample is not None else '–'} | `{r.run_dir}` |\n" for r in comparison.results]
     md = atomic_write_text(md_path, "".join(parts))
-    return [md, csv_path, stats_path, *overview, *charts]
+    return [md, csv_path, stats_path, *overview, *charts, *ranking_files]

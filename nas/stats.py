@@ -314,3 +314,135 @@ def format_p(p: Optional[float]) -> str:
     if p < 0.001:
         return "< 0.001"
     return f"{p:.3f}" if p < 0.995 else "1.00"
+
+
+# ----------------------------------------------------------------------------- rank agreement
+def _signs(values: np.ndarray) -> np.ndarray:
+    """[n, n] sign(values_i - values_j), after rounding to TIE_DECIMALS (ties are exact ties)."""
+    v = np.round(np.asarray(values, dtype=float), TIE_DECIMALS)
+    return np.sign(v[:, None] - v[None, :])
+
+
+def _tau_from_signs(sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
+    """τ-b of sign matrices [..., n, n]: concordant minus discordant pairs over the root of the
+    product of the pairs untied in x and untied in y (NaN when either side is all ties)."""
+    num = (sx * sy).sum((-1, -2))
+    den = np.sqrt(np.abs(sx).sum((-1, -2)) * np.abs(sy).sum((-1, -2)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b of two paired samples (ties in either corrected for); NaN when one side is
+    constant or there are fewer than two pairs. Rank agreement, not linear fit: the question is
+    whether a proxy orders architectures as their trained scores do (Yu et al., ICLR 2020)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError("kendall_tau_b: x and y must be 1-D of the same length")
+    if len(x) < 2:
+        return math.nan
+    return float(_tau_from_signs(_signs(x), _signs(y)))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with its percentile bootstrap interval (NaN where it is undefined)."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int  # units resampled (genotypes)
+
+    @property
+    def interval_includes_zero(self) -> bool:
+        return not (self.ci_low > 0.0 or self.ci_high < 0.0)
+
+
+def _nan_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) == 0:
+        return math.nan, math.nan
+    return percentile_interval(finite, level)
+
+
+def _index_draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    return rng.integers(n, size=(n_boot, n))
+
+
+def mean_tau_b(columns: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]], n_boot: int = N_BOOT,
+               seed: int = BOOT_SEED, level: float = LEVEL) -> Estimate:
+    """Mean τ-b over `pairs` of `columns` (each a value per genotype, same order), with a
+    percentile interval that resamples the genotypes (the same draw for every pair). One pair
+    (proxy, stand-alone Dice) is a proxy's τ; the pairs of training seeds give the noise ceiling.
+    Replicates where τ is undefined (a draw of ties only) are left out of the interval."""
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    n = len(cols[0])
+    if not pairs or any(len(c) != n for c in cols):
+        raise ValueError("mean_tau_b: columns of one length and at least one pair expected")
+    signs = [_signs(c) for c in cols]
+    value = float(np.mean([_tau_from_signs(signs[a], signs[b]) for a, b in pairs])) if n >= 2 else math.nan
+    if n < 2 or not math.isfinite(value):
+        return Estimate(value, math.nan, math.nan, n)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    chunk = max(1, _CHUNK * 50 // max(n * n, 1))
+    for start in range(0, n_boot, chunk):
+        idx = _index_draws(rng, n, min(chunk, n_boot - start))
+        rows, cols_ = idx[:, :, None], idx[:, None, :]
+        out[start:start + len(idx)] = np.mean([_tau_from_signs(signs[a][rows, cols_], signs[b][rows, cols_])
+                                               for a, b in pairs], axis=0)
+    lo, hi = _nan_interval(out, level)
+    return Estimate(value, lo, hi, n)
+
+
+# ----------------------------------------------------------------------------- searched vs random
+def _genotype_means(values: np.ndarray) -> np.ndarray:
+    """[genotypes, seeds] (NaN = not trained at that seed) -> mean over the seeds each has."""
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(values, axis=1)
+
+
+def relative_improvement(searched: np.ndarray, random: np.ndarray) -> float:
+    """(mean searched − mean random) / mean random over genotypes (each the mean of its seeds),
+    the "relative improvement" of Yang et al. (ICLR 2020, "NAS evaluation is frustratingly hard")."""
+    s, r = _genotype_means(np.atleast_2d(searched)).mean(), _genotype_means(np.atleast_2d(random)).mean()
+    return float((s - r) / r) if r != 0 else math.nan
+
+
+def beat_probability(searched: np.ndarray, random: np.ndarray) -> float:
+    """Share of (searched genotype, random genotype) pairs, per training seed both have, where the
+    searched one scores higher (ties count half): P(a searched genotype beats a random one)."""
+    s, r = np.atleast_2d(np.asarray(searched, float)), np.atleast_2d(np.asarray(random, float))
+    diff = s[:, None, :] - r[None, :, :]  # [S, R, seeds]
+    diff = np.round(diff, TIE_DECIMALS)
+    valid = np.isfinite(diff)
+    if not valid.any():
+        return math.nan
+    wins = (diff > 0) + 0.5 * (diff == 0)
+    return float(wins[valid].mean())
+
+
+def two_sample_bootstrap(statistic, searched: np.ndarray, random: np.ndarray, n_boot: int = N_BOOT,
+                         seed: int = BOOT_SEED, level: float = LEVEL) -> Estimate:
+    """`statistic(searched, random)` ([genotypes, seeds] each) with a percentile interval that
+    resamples the searched and the random genotypes separately (rows, with replacement): the
+    claim is about genotypes the search and chance give, not the few that were trained."""
+    s, r = np.atleast_2d(np.asarray(searched, float)), np.atleast_2d(np.asarray(random, float))
+    value = float(statistic(s, r))
+    rng = np.random.default_rng(seed)
+    out = np.array([statistic(s[rng.integers(len(s), size=len(s))], r[rng.integers(len(r), size=len(r))])
+                    for _ in range(n_boot)])
+    lo, hi = _nan_interval(out, level)
+    return Estimate(value, lo, hi, len(s) + len(r))
+
+
+def size_trend(log_params: Sequence[float], dice: Sequence[float]) -> Optional[tuple[float, float]]:
+    """(slope, intercept) of the least-squares line Dice = intercept + slope · log10(params), or
+    None with fewer than two distinct sizes: the size trend a searched genotype is judged against."""
+    x, y = np.asarray(log_params, float), np.asarray(dice, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(np.unique(np.round(x, TIE_DECIMALS))) < 2:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)

@@ -32,7 +32,8 @@ Layout of the output folder: `<entry>/seed<k>/` (retrain runs), `<entry>/sample<
 (random entries), `<entry>/search/` (search run), `genotypes/<entry>.yaml` (discretized
 genotype; `<entry>-sample<j>.yaml` for random ones), `<run>/evaluation-<dataset>/` (external
 scores and predictions), `datasets/` (limited views of external datasets), `suite.yaml` (copy of
-the suite file), `report.md`, `report.csv`, `report_stats.csv` and the charts.
+the suite file), `report.md`, `report.csv`, `report_stats.csv` and the charts; with random
+entries also `ranking.csv` and `ranking_stats.csv` (see :mod:`nas.ranking`).
 """
 
 from __future__ import annotations
@@ -575,6 +576,9 @@ def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference:
         comparison = build_comparison(results, reference=reference or suite.reference,
                                       random_pairs=suite.random_pairs(),
                                       reference_by="--reference" if reference else "the suite's reference:")
-        written = write_report(comparison, out_dir / "report.md", title=f"Suite {suite.name}")
+        from nas.ranking import suite_supernets
+
+        written = write_report(comparison, out_dir / "report.md", title=f"Suite {suite.name}",
+                               supernets=suite_supernets(suite, out_dir), ranking_path=out_dir / "ranking.csv")
     return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, results=results, comparison=comparison,
                     written=written)
