@@ -531,3 +531,49 @@ def test_suite_end_to_end_with_external_set_and_random_control(tmp_path, tiny_ov
     ext = result.comparison.datasets[1]
     assert ext.dataset == "ext" and ext.versus_reference[0].diffs["dice"].n_images == 6
     assert result.comparison.reference == "unet4" and ext.table.row("rnd").kind == "random"
+
+
+def test_report_only_refuses_unfinished_runs_then_rewrites(tmp_path, fake):
+    path = write_suite(tmp_path, ENTRIES)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"--report-only: .*out: 7 of 7 runs are not finished \(searched_quick/search, "
+                                        r"unet_small/seed1, unet_small/seed2, searched_quick/seed1, "):
+        run_suite(path, out, report_only=True)
+    assert fake.retrains == [] and not (out / "report.md").exists()
+    run_suite(path, out)
+    (out / "report.md").unlink()
+    run_suite(path, out, report_only=True)
+    assert (out / "report.md").is_file() and len(fake.retrains) == 6 and len(fake.searches) == 1
+
+
+def test_search_entry_with_several_seeds(tmp_path, fake):
+    """One search per seed, each genotype retrained at every suite seed; one report row whose
+    genotypes (search seeds) are resampled like a random entry's; random: from: samples its space."""
+    entries = [{"name": "unet_small", "model": "unet", "set": ["model.width=8"]},
+               {"name": "multi", "search": {"seeds": [5, 6], "k": 2}},
+               {"name": "rnd", "random": {"samples": 2, "from": "multi"}}]
+    path = write_suite(tmp_path, entries, base_set=("data.image_size=32", "search.space=tiny"))
+    out = tmp_path / "out"
+    result = run_suite(path, out)
+    assert [(d, c.run.seed) for d, _, c in fake.searches] == [(out / "multi" / "search-seed5", 5),
+                                                            (out / "multi" / "search-seed6", 6)]
+    for s in (5, 6):
+        genotype = out / "genotypes" / f"multi-seed{s}.yaml"
+        assert genotype.is_file()
+        for seed in (1, 2):
+            cfg = yaml.safe_load((out / "multi" / f"search{s}" / f"seed{seed}" / "config.yaml").read_text())
+            assert cfg["model"]["genotype"] == str(genotype.resolve()) and cfg["run"]["seed"] == seed
+    row = result.comparison.datasets[0].table.row("multi")
+    assert row.kind == "searched" and row.samples == [5, 6] and len(row.runs) == 4
+    ((vs_random,),) = [[c for c in ds.searched_vs_random] for ds in result.comparison.datasets]
+    assert (vs_random.model, vs_random.reference) == ("multi", "rnd")
+    versus = next(c for c in result.comparison.datasets[0].versus_reference if c.model == "multi")
+    assert versus.diffs["dice"].n_samples == 2  # the two searched genotypes are resampled
+    run_suite(path, out)  # finished: nothing is searched or trained again
+    assert len(fake.searches) == 2 and len(fake.retrains) == 2 + 4 + 4
+
+
+def test_bad_search_seeds(tmp_path, fake):
+    path = write_suite(tmp_path, [{"name": "s", "search": {"seeds": [1, 1]}}])
+    with pytest.raises(UserError, match=r"entries\[0\] \(s\): search: seeds: expected a non-empty list of distinct"):
+        load_suite(path)
