@@ -12,9 +12,12 @@ After training, every run is scored on each `evaluate_on:` dataset (external tes
 report compares every model with a `reference:` (default: the best hand-designed baseline) with
 paired statistics, per dataset.
 
-Suites run sequentially and are resumable: a run folder whose `summary.json` says it finished
-is skipped, one with a checkpoint but no summary is resumed, and a folder that was trained
-with a different configuration is refused rather than silently mixed into the report.
+Suites are resumable: a run folder whose `summary.json` says it finished is skipped, one with a
+checkpoint but no summary is resumed, and a folder that was trained with a different
+configuration is refused rather than silently mixed into the report. Any number of processes
+(workers) may run one suite into one output folder: each claims the next unfinished run through
+that run folder's lock (:mod:`nas.lock`), searches before the retrains that need them, and the
+worker that sees every run finished writes the report (:func:`write_suite_report`).
 
     name: quick
     base: {config: quickstart.yaml, set: [data.image_size=64, train.epochs=2]}
@@ -30,7 +33,9 @@ with a different configuration is refused rather than silently mixed into the re
 
 Layout of the output folder: `<entry>/seed<k>/` (retrain runs), `<entry>/sample<j>/seed<k>/`
 (random entries), `<entry>/search/` (search run), `genotypes/<entry>.yaml` (discretized
-genotype; `<entry>-sample<j>.yaml` for random ones), `<run>/evaluation-<dataset>/` (external
+genotype; `<entry>-sample<j>.yaml` for random ones), with `search: {seeds: [...]}` one
+`<entry>/search-seed<s>/` per seed, `genotypes/<entry>-seed<s>.yaml` and retrains
+`<entry>/search<s>/seed<k>/`, `<run>/evaluation-<dataset>/` (external
 scores and predictions), `datasets/` (limited views of external datasets), `suite.yaml` (copy of
 the suite file), `report.md`, `report.csv`, `report_stats.csv` and the charts.
 """
