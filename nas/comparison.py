@@ -200,16 +200,23 @@ def read_result(run_dir: str | Path, label: Optional[str] = None,
 
 
 def collect_runs(run_dirs: Sequence[str | Path], labels: Optional[Sequence[Optional[str]]] = None,
-                 datasets: Optional[Sequence[str]] = None) -> list[RunResult]:
+                 datasets: Optional[Sequence[str]] = None,
+                 samples: Optional[Sequence[Optional[int]]] = None) -> list[RunResult]:
     """Read every run folder; `labels` (one per run, None = derived) override the grouping label,
     which the suite uses to name rows after its entries; `datasets` limits the evaluation folders
-    read (None = all)."""
+    read (None = all); `samples` (one per run, None = derived) says which genotype of a row a run
+    trained, which the suite uses for an entry searched at several seeds (its genotypes are then
+    resampled like a random entry's)."""
     if not run_dirs:
         raise UserError("compare: no run folders given")
     labels = list(labels) if labels is not None else [None] * len(run_dirs)
-    if len(labels) != len(run_dirs):
-        raise ValueError("collect_runs: one label per run folder expected")
+    samples = list(samples) if samples is not None else [None] * len(run_dirs)
+    if len(labels) != len(run_dirs) or len(samples) != len(run_dirs):
+        raise ValueError("collect_runs: one label and one sample per run folder expected")
     results = [read_result(d, label, datasets) for d, label in zip(run_dirs, labels)]
+    for r, sample in zip(results, samples):
+        if sample is not None:
+            r.sample = sample
     given: dict[Path, Path] = {}
     for d, r in zip(run_dirs, results):  # a run counted twice would weigh twice (and look like two samples)
         key = (r.run_dir if TEST_SPLIT in r.scores else r.run_dir.parent).resolve()  # an evaluation: its run
@@ -329,6 +336,12 @@ class TableRow:
     def kind(self) -> str:
         kinds = sorted({r.kind for r in self.runs}, key=KINDS.index)
         return "+".join(kinds)
+
+    @property
+    def several_genotypes(self) -> bool:
+        """Random genotypes, or a searched entry with one genotype per search seed (its runs carry
+        samples): the statistics resample the genotypes as well as images and seeds."""
+        return self.kind == "random" or bool(self.samples)
 
 
 @dataclass
@@ -476,12 +489,12 @@ def _seed_layers(row: TableRow, dataset: str, metric: str) -> tuple[dict[Any, di
             if set(values) != set(first):
                 raise UserError(f"{path}: scored other images than {first_path} (same model {row.label}, seed "
                                 f"{seed}); runs to be averaged need the same test images")
-        if row.kind == "random" and len(runs) > 1:
+        if row.several_genotypes and len(runs) > 1:
             layers[seed] = {i: [v[i][metric] for _, _, v in runs] for i in first}
         else:  # one run, or repeated runs of one model and seed: their mean
             layers[seed] = {i: sum(v[i][metric] for _, _, v in runs) / len(runs) for i in first}
     samples = {tuple(sample for _, sample, _ in runs) for runs in by_seed.values()}
-    one_run = row.kind != "random" or all(len(runs) == 1 for runs in by_seed.values())  # nothing resampled
+    one_run = not row.several_genotypes or all(len(runs) == 1 for runs in by_seed.values())  # nothing resampled
     shared = one_run or (len(samples) == 1 and None not in next(iter(samples)))
     return layers, shared
 

@@ -50,6 +50,21 @@ def check_datasets(datasets: Sequence[EvalDataset], where: str) -> None:
             raise UserError(f"{w}: root: no image/mask pairs found in {ds.root}")
 
 
+def _view_path(ds: EvalDataset, out_dir: Path) -> Path:
+    return out_dir / "datasets" / f"{ds.name}-limit{ds.limit}"
+
+
+def evaluation_root(ds: EvalDataset, out_dir: Path) -> Path:
+    """The folder a run is scored on: the dataset's own, or (with `limit:`) its linked view."""
+    return _view_path(ds, out_dir).resolve() if ds.limit is not None else ds.root
+
+
+def evaluations_done(datasets: Sequence[EvalDataset], run_dir: Path, out_dir: Path) -> bool:
+    """Whether `run_dir` was scored on every dataset (what :func:`evaluate_runs` would skip)."""
+    return all(evaluation_done(run_dir / f"evaluation-{ds.name}", evaluation_root(ds, out_dir), run_dir)
+               for ds in datasets)
+
+
 def linked_view(ds: EvalDataset, out_dir: Path) -> Path:
     """`out_dir/datasets/<name>-limit<N>/`: links to the first `limit` pairs of `ds`, under their
     own relative paths. Rebuilt when the dataset's first N pairs changed."""
@@ -57,7 +72,7 @@ def linked_view(ds: EvalDataset, out_dir: Path) -> Path:
     from nas.data.splits import apply_limit
 
     assert ds.limit is not None
-    view = out_dir / "datasets" / f"{ds.name}-limit{ds.limit}"
+    view = _view_path(ds, out_dir)
     wanted: dict[Path, Path] = {}
     for rec in apply_limit(scan_folder(ds.root, ds.layout).records, ds.limit):
         for src in (rec.image_path, rec.mask_path):

@@ -30,6 +30,11 @@ LOCK_NAME = ".nas.lock"
 log = logging.getLogger("nas.lock")
 
 
+class FolderBusy(UserError):
+    """The folder's lock is held by another live process (or one on another host, which cannot be
+    checked from here). Suite workers catch it to skip a run another worker is training."""
+
+
 def this_host() -> str:
     """This machine's name, reduced to letters, digits and '-' (it also goes into file names)."""
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "localhost"
@@ -205,13 +210,13 @@ class FolderLock:
             return
         raise self._busy(holder, certain=False)
 
-    def _busy(self, holder: Optional[tuple[int, str]], certain: bool) -> UserError:
+    def _busy(self, holder: Optional[tuple[int, str]], certain: bool) -> FolderBusy:
         who = f"pid {holder[0]} on {holder[1]}" if holder else "another process"
         if holder and holder[0] == os.getpid() and holder[1] == this_host():
             who = f"this process (pid {holder[0]})"
         hint = ("wait for it to finish or stop it" if certain else
                 f"if that process is gone (e.g. its machine failed), delete {self.path}")
-        return UserError(f"{self.folder}: in use by another nas command ({who}); {hint}")
+        return FolderBusy(f"{self.folder}: in use by another nas command ({who}); {hint}")
 
     def _remove_created(self) -> None:
         for d in reversed(self._created):

@@ -12,9 +12,12 @@ After training, every run is scored on each `evaluate_on:` dataset (external tes
 report compares every model with a `reference:` (default: the best hand-designed baseline) with
 paired statistics, per dataset.
 
-Suites run sequentially and are resumable: a run folder whose `summary.json` says it finished
-is skipped, one with a checkpoint but no summary is resumed, and a folder that was trained
-with a different configuration is refused rather than silently mixed into the report.
+Suites are resumable: a run folder whose `summary.json` says it finished is skipped, one with a
+checkpoint but no summary is resumed, and a folder that was trained with a different
+configuration is refused rather than silently mixed into the report. Any number of processes
+(workers) may run one suite into one output folder: each claims the next unfinished run through
+that run folder's lock (:mod:`nas.lock`), searches before the retrains that need them, and the
+worker that sees every run finished writes the report (:func:`write_suite_report`).
 
     name: quick
     base: {config: quickstart.yaml, set: [data.image_size=64, train.epochs=2]}
@@ -30,7 +33,9 @@ with a different configuration is refused rather than silently mixed into the re
 
 Layout of the output folder: `<entry>/seed<k>/` (retrain runs), `<entry>/sample<j>/seed<k>/`
 (random entries), `<entry>/search/` (search run), `genotypes/<entry>.yaml` (discretized
-genotype; `<entry>-sample<j>.yaml` for random ones), `<run>/evaluation-<dataset>/` (external
+genotype; `<entry>-sample<j>.yaml` for random ones), with `search: {seeds: [...]}` one
+`<entry>/search-seed<s>/` per seed, `genotypes/<entry>-seed<s>.yaml` and retrains
+`<entry>/search<s>/seed<k>/`, `<run>/evaluation-<dataset>/` (external
 scores and predictions), `datasets/` (limited views of external datasets), `suite.yaml` (copy of
 the suite file), `report.md`, `report.csv`, `report_stats.csv` and the charts; with random
 entries also `ranking.csv` and `ranking_stats.csv` (see :mod:`nas.ranking`).
@@ -42,9 +47,11 @@ import json
 import os
 import re
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import yaml
 
@@ -59,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SUITE_KEYS = ("name", "description", "base", "seeds", "reference", "evaluate_on", "entries")
 BASE_KEYS = ("config", "set")
 ENTRY_KEYS = ("name", "model", "genotype", "search", "random", "set")
-SEARCH_KEYS = ("set", "policy", "k")
+SEARCH_KEYS = ("set", "policy", "k", "seeds")
 RANDOM_KEYS = ("samples", "seed", "from")
 EVAL_KEYS = ("name", "root", "layout", "limit")
 # The search run may change its own budget and method, never the data it sees.
@@ -71,9 +78,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass
 class SearchSpec:
+    """How a search entry searches. `seeds` (None: one search at the suite's first seed, the
+    original layout `<entry>/search/`) runs one search per seed, each retrained at every suite seed."""
+
     overrides: list[str] = field(default_factory=list)
     policy: Optional[str] = None
     k: Optional[int] = None
+    seeds: Optional[list[int]] = None
 
 
 @dataclass
@@ -159,10 +170,23 @@ class Suite:
             pairs += [(s, e.name) for s in sources]
         return pairs
 
-    def search_config(self, entry: SuiteEntry) -> Config:
-        """Base + the entry's overrides + its search-only overrides; searched once, at the first seed."""
+    def search_config(self, entry: SuiteEntry, seed: Optional[int] = None) -> Config:
+        """Base + the entry's overrides + its search-only overrides, at search seed `seed` (default:
+        the entry's first search seed, else the suite's first seed)."""
         assert entry.search is not None
-        return self._config(entry, [*entry.overrides, *entry.search.overrides, f"run.seed={self.seeds[0]}"])
+        if seed is None:
+            seed = entry.search.seeds[0] if entry.search.seeds else self.seeds[0]
+        return self._config(entry, [*entry.overrides, *entry.search.overrides, f"run.seed={seed}"])
+
+    def search_runs(self, entry: SuiteEntry) -> list[tuple[Optional[int], str, str]]:
+        """(search seed, run folder, genotype file) of each search of `entry`, relative to the
+        output folder: `<entry>/search/` and `genotypes/<entry>.yaml` for the single-search form
+        (seed None), `<entry>/search-seed<s>/` and `genotypes/<entry>-seed<s>.yaml` per listed seed."""
+        assert entry.search is not None
+        if entry.search.seeds is None:
+            return [(None, f"{entry.name}/search", f"genotypes/{entry.name}.yaml")]
+        return [(s, f"{entry.name}/search-seed{s}", f"genotypes/{entry.name}-seed{s}.yaml")
+                for s in entry.search.seeds]
 
     def _config(self, entry: SuiteEntry, extra: list[str]) -> Config:
         try:
@@ -226,7 +250,17 @@ def _parse_search(raw: Any, where: str) -> SearchSpec:
     policy = raw.get("policy")
     if policy is not None and not isinstance(policy, str):
         raise UserError(f"{where}: search: policy: expected a name, got {policy!r}")
-    return SearchSpec(overrides=overrides, policy=policy, k=k)
+    seeds = raw.get("seeds")
+    if seeds is not None:
+        seeds = _seed_list(seeds, f"{where}: search: seeds")
+    return SearchSpec(overrides=overrides, policy=policy, k=k, seeds=seeds)
+
+
+def _seed_list(value: Any, where: str) -> list[int]:
+    if (not isinstance(value, list) or not value or len(set(value)) != len(value)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in value)):
+        raise UserError(f"{where}: expected a non-empty list of distinct ints, got {value!r}")
+    return list(value)
 
 
 def _positive_int(value: Any, where: str, minimum: int = 1) -> int:
@@ -394,10 +428,7 @@ def load_suite(path: str | Path) -> Suite:
     seeds = raw.get("seeds")
     if seeds is None:
         seeds = [load_config(base_config, suite.base_overrides).run.seed]
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
-        raise UserError(f"{where}: seeds: expected a non-empty list of distinct ints, got {seeds!r}")
-    suite.seeds = list(seeds)
+    suite.seeds = _seed_list(seeds, f"{where}: seeds")
     _check_model_names(suite)
     for entry in suite.entries:  # fail now on any bad key or value
         suite.retrain_config(entry, suite.seeds[0])
@@ -421,6 +452,11 @@ def _check_random_settings(suite: Suite, entry: SuiteEntry) -> None:
 
 
 # ----------------------------------------------------------------------------- running
+# How often an idle worker looks again for a run to claim (a search another worker runs, or runs
+# that other workers hold).
+POLL_S = 2.0
+
+
 def _check_same_config(run_dir: Path, cfg: Config, where: str) -> None:
     """Refuse to reuse a run folder trained with other settings (the report would mix protocols)."""
     saved_path = run_dir / "config.yaml"
@@ -448,54 +484,226 @@ def run_state(run_dir: Path, kind: str) -> str:
     return "resume" if (run_dir / "checkpoints" / "last.pt").is_file() else "new"
 
 
+@dataclass
+class SuiteTask:
+    """One run folder of a suite, the unit a worker claims: a search (then its genotype file) or
+    a retrain (then its scores on the `evaluate_on` datasets)."""
+
+    kind: str  # "search" or "retrain"
+    entry: SuiteEntry
+    run_dir: Path
+    what: str  # for progress lines: `searched sample 3 seed 1`
+    seed: int  # run.seed
+    genotype: Optional[Path] = None  # search: the file it writes; retrain: the genotype it trains
+    sample: Optional[int] = None  # which genotype of its report row (random sample / search seed)
+    needs: Optional["SuiteTask"] = None  # the search whose genotype this retrain trains
+
+    def config(self, suite: Suite) -> Config:
+        if self.kind == "search":
+            return suite.search_config(self.entry, self.seed)
+        return suite.retrain_config(self.entry, self.seed, self.genotype)
+
+
+def _random_genotype_path(out_dir: Path, entry: SuiteEntry, sample: int) -> Path:
+    return out_dir / "genotypes" / f"{entry.name}-sample{sample}.yaml"
+
+
+def plan_suite(suite: Suite, out_dir: Path) -> list[SuiteTask]:
+    """Every run of the suite: the searches first (retrains need their genotypes), then the
+    retrains in entry, sample, seed order (the order of the report's rows and runs)."""
+    searches: list[SuiteTask] = []
+    retrains: list[SuiteTask] = []
+    for entry in suite.entries:
+        if entry.random is not None:
+            for j in entry.random.sample_seeds:
+                for seed in suite.seeds:
+                    retrains.append(SuiteTask("retrain", entry, out_dir / entry.name / f"sample{j}" / f"seed{seed}",
+                                              f"{entry.name} sample {j} seed {seed}", seed,
+                                              genotype=_random_genotype_path(out_dir, entry, j), sample=j))
+            continue
+        if entry.search is None:
+            for seed in suite.seeds:
+                retrains.append(SuiteTask("retrain", entry, out_dir / entry.name / f"seed{seed}",
+                                          f"{entry.name} seed {seed}", seed, genotype=entry.genotype))
+            continue
+        for search_seed, run_dir, genotype in suite.search_runs(entry):
+            search = SuiteTask("search", entry, out_dir / run_dir,
+                               entry.name + (f" search seed {search_seed}" if search_seed is not None else " search"),
+                               search_seed if search_seed is not None else suite.seeds[0],
+                               genotype=out_dir / genotype)
+            searches.append(search)
+            folder = out_dir / entry.name / (f"search{search_seed}" if search_seed is not None else "")
+            for seed in suite.seeds:
+                what = f"{entry.name}{f' search {search_seed}' if search_seed is not None else ''} seed {seed}"
+                retrains.append(SuiteTask("retrain", entry, folder / f"seed{seed}", what, seed,
+                                          genotype=search.genotype, sample=search_seed, needs=search))
+    return searches + retrains
+
+
+def task_state(suite: Suite, task: SuiteTask, out_dir: Path) -> str:
+    """`new` or `resume` (see :func:`run_state`), `finish` (trained, but its genotype or an
+    external evaluation is missing) or `done`."""
+    from nas.external_sets import evaluations_done
+
+    state = run_state(task.run_dir, task.kind)
+    if state != "done":
+        return state
+    if task.kind == "search":
+        return "done" if task.genotype is not None and task.genotype.is_file() else "finish"
+    return "done" if evaluations_done(suite.evaluate_on, task.run_dir, out_dir) else "finish"
+
+
 def _log(suite: Suite, text: str) -> None:
     print(f"suite {suite.name}: {text}", file=sys.stderr, flush=True)
 
 
-def _run_unless_done(suite: Suite, entry: SuiteEntry, cfg: Config, run_dir: Path, kind: str,
-                     train: Callable[..., Any], log: tuple[str, str]) -> bool:
-    """Refuse a `kind` run folder trained with other settings, then run or resume it unless it
-    finished earlier (returns True then). `log` is the progress line (new run, resumed run)."""
-    state = run_state(run_dir, kind)
-    if state != "new":
-        _check_same_config(run_dir, cfg, suite.where(entry))
-    if state == "done":
-        return True
-    _log(suite, log[state == "resume"])
-    train(cfg, run_dir, resume=(state == "resume"))
-    return False
+def _unlocked(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`nas.search.search` / `nas.train.retrain` without their own run-folder lock, for a worker
+    that already holds it (a second lock of one folder in one process is refused)."""
+    return getattr(command, "__wrapped__", command)  # set by functools.wraps in holds_run_folder
 
 
-def _ensure_genotype(suite: Suite, entry: SuiteEntry, out_dir: Path) -> Path:
-    """Search (or resume/skip it), discretize, and copy the genotype to `genotypes/<entry>.yaml`
-    so that the retrained runs are labelled by entry name."""
+def _write_genotype(suite: Suite, task: SuiteTask, cfg: Config) -> None:
+    """Discretize a finished search into its genotype file (atomic: retrains wait for it)."""
     from nas.discretize import discretize_run
     from nas.genotype import save_genotype
-    from nas.search import search
 
-    target = out_dir / "genotypes" / f"{entry.name}.yaml"
-    cfg = suite.search_config(entry)
-    run_dir = out_dir / entry.name / "search"
-    done = _run_unless_done(suite, entry, cfg, run_dir, "search", search,
-                            (f"{entry.name}: running search in {run_dir}",
-                             f"{entry.name}: resuming search in {run_dir}"))
-    if done and target.is_file():
-        return target
-    policy = entry.search.policy or cfg.discretize.policy
-    k = entry.search.k or cfg.discretize.k
-    genotype = discretize_run(run_dir, policy, k)
+    assert task.entry.search is not None and task.genotype is not None
+    policy = task.entry.search.policy or cfg.discretize.policy
+    k = task.entry.search.k or cfg.discretize.k
+    genotype = discretize_run(task.run_dir, policy, k)
     if isinstance(genotype, (str, os.PathLike)):  # a written genotype file
-        atomic_write_bytes(target, Path(genotype).read_bytes())
+        atomic_write_bytes(task.genotype, Path(genotype).read_bytes())
     else:  # a Genotype record
-        save_genotype(genotype, target)
-    _log(suite, f"{entry.name}: genotype ({policy}, k={k}) -> {target}")
-    return target
+        save_genotype(genotype, task.genotype)
+    _log(suite, f"{task.entry.name}: genotype ({policy}, k={k}) -> {task.genotype}")
 
 
-def _ensure_random_genotypes(suite: Suite, entry: SuiteEntry, out_dir: Path) -> list[tuple[int, Path]]:
-    """(sampling seed, file) of every random sample, written to `genotypes/<entry>-sample<j>.yaml`.
-    Sampling is deterministic; an existing file that differs from a fresh sample (the source's
-    space, policy or k changed) is refused, since runs trained on it would be mixed in."""
+def _run_task(suite: Suite, task: SuiteTask, out_dir: Path) -> None:
+    """Train (or resume) a claimed run unless another worker finished it meanwhile, then write its
+    genotype (search) or score it on the external datasets (retrain). The caller holds its lock."""
+    from nas.external_sets import evaluate_runs
+
+    if task_state(suite, task, out_dir) == "done":
+        return
+    cfg = task.config(suite)
+    state = run_state(task.run_dir, task.kind)
+    if state != "new":
+        _check_same_config(task.run_dir, cfg, suite.where(task.entry))
+    if state != "done":
+        if task.kind == "search":
+            from nas.search import search as command
+
+            _log(suite, f"{task.entry.name}: {'resuming' if state == 'resume' else 'running'} search in {task.run_dir}")
+        else:
+            from nas.train import retrain as command
+
+            _log(suite, f"{task.what}: {'resuming in' if state == 'resume' else 'training in'} {task.run_dir}")
+        _unlocked(command)(cfg, task.run_dir, resume=(state == "resume"))
+    if task.kind == "search":
+        _write_genotype(suite, task, cfg)
+    else:
+        evaluate_runs(suite.evaluate_on, [task.run_dir], out_dir, lambda text: _log(suite, text))
+
+
+def _try_claim(folder: Path) -> Optional[Any]:
+    """The lock of `folder` if no live process holds it (one that died is taken over), else None."""
+    from nas.lock import FolderBusy, FolderLock
+
+    for _ in range(10):
+        # Created here and never removed again by the lock: a worker releasing an (empty) folder
+        # must not remove it under another worker that is about to claim it.
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return FolderLock(folder, create=False).acquire()
+        except FolderBusy:
+            return None
+        except UserError:
+            if folder.is_dir():
+                raise
+    raise UserError(f"{folder}: keeps disappearing; is something else deleting the suite's folders?")
+
+
+@contextmanager
+def _waiting_lock(suite: Suite, folder: Path) -> Iterator[None]:
+    """Hold `folder`'s lock for a short shared step (genotype files, the report), waiting while
+    another worker holds it."""
+    said = False
+    while True:
+        lock = _try_claim(folder)
+        if lock is not None:
+            break
+        if not said:
+            _log(suite, f"waiting for {folder / '.nas.lock'} (another worker writes shared files)")
+            said = True
+        time.sleep(POLL_S)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _names(tasks: list[SuiteTask], out_dir: Path, most: int = 3) -> str:
+    names = [str(t.run_dir.relative_to(out_dir)) for t in tasks]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _work(suite: Suite, tasks: list[SuiteTask], out_dir: Path) -> None:
+    """Claim and run the next unfinished run until none is left. A run is claimed through its run
+    folder's lock, without waiting: one another worker holds is skipped, one whose holder died is
+    taken over and resumed from its checkpoint. Retrains wait for the search they need. When
+    nothing can be claimed, wait (and say for what) until other workers finish."""
+    said = ""
+    ran: set[Path] = set()  # finished here: not looked at again (a clock skew must not loop)
+    while True:
+        pending = [t for t in tasks if t.run_dir not in ran and task_state(suite, t, out_dir) != "done"]
+        if not pending:
+            return
+        held, blocked = [], []
+        for task in pending:
+            if task.needs is not None and task.needs.run_dir not in ran and task.needs in pending:
+                blocked.append(task)
+                continue
+            lock = _try_claim(task.run_dir)
+            if lock is None:
+                held.append(task)
+                continue
+            try:
+                _run_task(suite, task, out_dir)
+            finally:
+                lock.release()
+            ran.add(task.run_dir)
+            said = ""
+            break
+        else:
+            text = f"{_names(held, out_dir)} (held by other workers)" if held else ""
+            if blocked:
+                searches = list(dict.fromkeys(t.needs for t in blocked if t.needs is not None))
+                text += ("; " if text else "") + f"{len(blocked)} retrains need {_names(searches, out_dir)}"
+            if text != said:
+                _log(suite, f"waiting for {text}")
+                said = text
+            time.sleep(POLL_S)
+
+
+def _prepare_shared(suite: Suite, out_dir: Path) -> None:
+    """Files every worker reads, written once under the suite folder's lock: the random genotypes
+    and the linked views of limited external datasets."""
+    from nas.external_sets import linked_view
+
+    with _waiting_lock(suite, out_dir):
+        for entry in suite.entries:
+            if entry.random is not None:
+                _ensure_random_genotypes(suite, entry, out_dir)
+        for ds in suite.evaluate_on:
+            if ds.limit is not None:
+                linked_view(ds, out_dir)
+
+
+def _ensure_random_genotypes(suite: Suite, entry: SuiteEntry, out_dir: Path) -> None:
+    """Write `genotypes/<entry>-sample<j>.yaml` of every random sample. Sampling is deterministic;
+    an existing file that differs from a fresh sample (the source's space, policy or k changed) is
+    refused, since runs trained on it would be mixed in."""
     from nas.discretize import random_genotype
     from nas.genotype import save_genotype
     from nas.search_space import load_search_space
@@ -503,9 +711,8 @@ def _ensure_random_genotypes(suite: Suite, entry: SuiteEntry, out_dir: Path) -> 
     assert entry.random is not None
     space_name, policy, k, threshold = suite.random_settings(entry)
     space = load_search_space(space_name)
-    out = []
     for j in entry.random.sample_seeds:
-        target = out_dir / "genotypes" / f"{entry.name}-sample{j}.yaml"
+        target = _random_genotype_path(out_dir, entry, j)
         genotype = random_genotype(space, j, policy, k, threshold)
         fresh = yaml.safe_load(yaml.safe_dump(genotype.to_dict(), sort_keys=False))
         if target.is_file():
@@ -516,21 +723,6 @@ def _ensure_random_genotypes(suite: Suite, entry: SuiteEntry, out_dir: Path) -> 
         else:
             save_genotype(genotype, target)
             _log(suite, f"{entry.name}: random genotype ({space.name}, {policy}, k={k}, seed {j}) -> {target}")
-        out.append((j, target))
-    return out
-
-
-def _retrain_entry(suite: Suite, entry: SuiteEntry, seed: int, genotype: Optional[Path], out_dir: Path,
-                   sample: Optional[int] = None) -> Path:
-    from nas.train import retrain
-
-    cfg = suite.retrain_config(entry, seed, genotype)
-    run_dir = out_dir / entry.name / (f"sample{sample}" if sample is not None else "") / f"seed{seed}"
-    what = f"{entry.name}{f' sample {sample}' if sample is not None else ''} seed {seed}"
-    if _run_unless_done(suite, entry, cfg, run_dir, "retrain", retrain,
-                        (f"{what}: training in {run_dir}", f"{what}: resuming in {run_dir}")):
-        _log(suite, f"{what}: finished earlier, skipped")
-    return run_dir
 
 
 @dataclass
@@ -543,36 +735,21 @@ class SuiteRun:
     written: list[Path]  # report.md first
 
 
-def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference: Optional[str] = None) -> SuiteRun:
-    """Train every entry × seed (skipping finished runs, resuming interrupted ones), score every run
-    on the `evaluate_on` datasets, then write `report.md`, `report.csv`, `report_stats.csv` and
-    the charts into `out_dir` (default `runs/suite-<name>`). `reference` overrides the suite's."""
+def write_suite_report(suite: Suite, tasks: list[SuiteTask], out_dir: Path,
+                       reference: Optional[str] = None) -> SuiteRun:
+    """The report step, from finished runs only: `suite.yaml`, `report.md`, `report.csv`,
+    `report_stats.csv` and the charts. Runs under the suite folder's lock, so that two workers
+    finishing together write one after the other (the same files: the report is deterministic)."""
     from nas.comparison import build_comparison, collect_runs
-    from nas.lock import folder_lock
     from nas.report import write_report
 
-    suite = load_suite(path)
-    check_datasets(suite.evaluate_on, suite.where())
-    if reference is not None and reference not in [e.name for e in suite.entries]:
-        raise UserError(f"compare: --reference {reference}: no entry of {suite.path} has that name "
-                        f"(entries: {', '.join(e.name for e in suite.entries)})")
-    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"suite-{suite.name}"
-    with folder_lock(out_dir):  # one suite per folder: two would retrain the same runs and mix reports
-        run_dirs, labels = [], []
-        for entry in suite.entries:
-            if entry.random is not None:
-                for sample, genotype in _ensure_random_genotypes(suite, entry, out_dir):
-                    for seed in suite.seeds:
-                        run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir, sample))
-                        labels.append(entry.name)
-                continue
-            genotype = _ensure_genotype(suite, entry, out_dir) if entry.search is not None else None
-            for seed in suite.seeds:
-                run_dirs.append(_retrain_entry(suite, entry, seed, genotype, out_dir))
-                labels.append(entry.name)
-        evaluate_runs(suite.evaluate_on, run_dirs, out_dir, lambda text: _log(suite, text))
+    retrains = [t for t in tasks if t.kind == "retrain"]
+    run_dirs = [t.run_dir for t in retrains]
+    labels = [t.entry.name for t in retrains]
+    with _waiting_lock(suite, out_dir):
         atomic_write_bytes(out_dir / "suite.yaml", suite.path.read_bytes())  # once the runs are accepted
-        results = collect_runs(run_dirs, labels, datasets=[d.name for d in suite.evaluate_on])
+        results = collect_runs(run_dirs, labels, datasets=[d.name for d in suite.evaluate_on],
+                               samples=[t.sample for t in retrains])
         comparison = build_comparison(results, reference=reference or suite.reference,
                                       random_pairs=suite.random_pairs(),
                                       reference_by="--reference" if reference else "the suite's reference:")
@@ -582,3 +759,34 @@ def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference:
                                supernets=suite_supernets(suite, out_dir), ranking_path=out_dir / "ranking.csv")
     return SuiteRun(suite=suite, run_dirs=run_dirs, labels=labels, results=results, comparison=comparison,
                     written=written)
+
+
+def run_suite(path: str | Path, out_dir: Optional[str | Path] = None, reference: Optional[str] = None,
+              report_only: bool = False) -> SuiteRun:
+    """Be one worker of the suite: claim and train runs until every entry × seed is finished
+    (skipping finished runs, resuming interrupted ones, scoring each on the `evaluate_on`
+    datasets), then write the report into `out_dir` (default `runs/suite-<name>`). Any number of
+    workers may run this on one `out_dir` at once. `report_only` trains nothing: it refuses
+    when a run is unfinished. `reference` overrides the suite's."""
+    suite = load_suite(path)
+    check_datasets(suite.evaluate_on, suite.where())
+    if reference is not None and reference not in [e.name for e in suite.entries]:
+        raise UserError(f"compare: --reference {reference}: no entry of {suite.path} has that name "
+                        f"(entries: {', '.join(e.name for e in suite.entries)})")
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"suite-{suite.name}"
+    tasks = plan_suite(suite, out_dir)
+    if report_only:
+        missing = [t for t in tasks if task_state(suite, t, out_dir) != "done"]
+        if missing:
+            raise UserError(f"compare --report-only: {out_dir}: {len(missing)} of {len(tasks)} runs are not "
+                            f"finished ({_names(missing, out_dir, most=5)}); run the suite first")
+    else:
+        for task in tasks:  # a changed protocol fails before any training, not when its turn comes
+            if run_state(task.run_dir, task.kind) != "new":
+                _check_same_config(task.run_dir, task.config(suite), suite.where(task.entry))
+        finished = sum(task_state(suite, t, out_dir) == "done" for t in tasks)
+        if finished:
+            _log(suite, f"{finished} of {len(tasks)} runs finished earlier, skipped")
+        _prepare_shared(suite, out_dir)
+        _work(suite, tasks, out_dir)
+    return write_suite_report(suite, tasks, out_dir, reference)

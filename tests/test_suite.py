@@ -186,23 +186,31 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path, fake):
     assert run_state(interrupted, "retrain") == "done"
 
 
-def test_a_suite_folder_in_use_is_refused_before_any_training(tmp_path, fake):
+def test_a_run_held_by_another_process_is_skipped_then_trained(tmp_path, fake, monkeypatch, capsys):
+    """A worker claims runs through their run folder's lock: a run another live process holds is
+    left to it (other runs go first), and trained once that process lets it go."""
+    monkeypatch.setattr("nas.suite.POLL_S", 0.05)
     path = write_suite(tmp_path, ENTRIES)
     out = tmp_path / "out"
-    code = ("import sys, time\nfrom nas.lock import FolderLock\nFolderLock(sys.argv[1]).acquire()\n"
-            "print('held', flush=True)\ntime.sleep(300)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    held = out / "unet_small" / "seed1"
+    code = ("import sys, time\nfrom pathlib import Path\nfrom nas.lock import FolderLock\n"
+            "lock = FolderLock(sys.argv[1]).acquire()\nprint('held', flush=True)\n"
+            "while not Path(sys.argv[2]).exists():\n    time.sleep(0.05)\nlock.release()\n")
+    last = out / "att" / "seed2" / "summary.json"  # the last run of the others
+    holder = subprocess.Popen([sys.executable, "-c", code, str(held), str(last)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(UserError, match=rf"out: in use by another nas command \(pid {holder.pid} on "):
-            run_suite(path, out)
+        run_suite(path, out)
+        assert holder.wait(timeout=120) == 0
     finally:
         holder.kill()
         holder.wait()
-    assert fake.retrains == [] and fake.searches == []
-    run_suite(path, out)  # the holder is gone: the suite runs, and leaves no lock behind
-    assert len(fake.retrains) == 6 and not (out / ".nas.lock").exists()
+    order = [(label, seed) for label, seed, _, _ in fake.retrains]
+    assert sorted(order) == sorted({*order}) and len(order) == 6  # every run once
+    assert order[-1] == ("unet", 1)  # the held run last
+    assert "waiting for unet_small/seed1 (held by other workers)" in capsys.readouterr().err
+    assert not list(out.rglob(".nas.lock"))
 
 
 def test_interrupted_search_is_resumed(tmp_path, fake):
@@ -523,3 +531,49 @@ def test_suite_end_to_end_with_external_set_and_random_control(tmp_path, tiny_ov
     ext = result.comparison.datasets[1]
     assert ext.dataset == "ext" and ext.versus_reference[0].diffs["dice"].n_images == 6
     assert result.comparison.reference == "unet4" and ext.table.row("rnd").kind == "random"
+
+
+def test_report_only_refuses_unfinished_runs_then_rewrites(tmp_path, fake):
+    path = write_suite(tmp_path, ENTRIES)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"--report-only: .*out: 7 of 7 runs are not finished \(searched_quick/search, "
+                                        r"unet_small/seed1, unet_small/seed2, searched_quick/seed1, "):
+        run_suite(path, out, report_only=True)
+    assert fake.retrains == [] and not (out / "report.md").exists()
+    run_suite(path, out)
+    (out / "report.md").unlink()
+    run_suite(path, out, report_only=True)
+    assert (out / "report.md").is_file() and len(fake.retrains) == 6 and len(fake.searches) == 1
+
+
+def test_search_entry_with_several_seeds(tmp_path, fake):
+    """One search per seed, each genotype retrained at every suite seed; one report row whose
+    genotypes (search seeds) are resampled like a random entry's; random: from: samples its space."""
+    entries = [{"name": "unet_small", "model": "unet", "set": ["model.width=8"]},
+               {"name": "multi", "search": {"seeds": [5, 6], "k": 2}},
+               {"name": "rnd", "random": {"samples": 2, "from": "multi"}}]
+    path = write_suite(tmp_path, entries, base_set=("data.image_size=32", "search.space=tiny"))
+    out = tmp_path / "out"
+    result = run_suite(path, out)
+    assert [(d, c.run.seed) for d, _, c in fake.searches] == [(out / "multi" / "search-seed5", 5),
+                                                            (out / "multi" / "search-seed6", 6)]
+    for s in (5, 6):
+        genotype = out / "genotypes" / f"multi-seed{s}.yaml"
+        assert genotype.is_file()
+        for seed in (1, 2):
+            cfg = yaml.safe_load((out / "multi" / f"search{s}" / f"seed{seed}" / "config.yaml").read_text())
+            assert cfg["model"]["genotype"] == str(genotype.resolve()) and cfg["run"]["seed"] == seed
+    row = result.comparison.datasets[0].table.row("multi")
+    assert row.kind == "searched" and row.samples == [5, 6] and len(row.runs) == 4
+    ((vs_random,),) = [[c for c in ds.searched_vs_random] for ds in result.comparison.datasets]
+    assert (vs_random.model, vs_random.reference) == ("multi", "rnd")
+    versus = next(c for c in result.comparison.datasets[0].versus_reference if c.model == "multi")
+    assert versus.diffs["dice"].n_samples == 2  # the two searched genotypes are resampled
+    run_suite(path, out)  # finished: nothing is searched or trained again
+    assert len(fake.searches) == 2 and len(fake.retrains) == 2 + 4 + 4
+
+
+def test_bad_search_seeds(tmp_path, fake):
+    path = write_suite(tmp_path, [{"name": "s", "search": {"seeds": [1, 1]}}])
+    with pytest.raises(UserError, match=r"entries\[0\] \(s\): search: seeds: expected a non-empty list of distinct"):
+        load_suite(path)

@@ -2,6 +2,11 @@
 
     nas compare RUN_DIR... [-o report.md] [--reference NAME]   # existing runs (+ files with -o)
     nas compare --suite FILE [--out DIR] [--reference NAME]    # train every suite entry × seed, then the report
+    nas compare --suite FILE --out DIR --workers N              # the same with N local worker processes
+    nas compare --suite FILE --out DIR --report-only            # rewrite the report of a finished suite
+
+Any number of `nas compare --suite FILE --out DIR` processes (one per GPU, a Slurm job array) share
+one suite: each claims the next unfinished run through its run folder's lock (see nas.suite).
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", metavar="FILE", type=Path, default=None,
                    help="a suite YAML: train its entries (skipping finished runs), then write the report")
     p.add_argument("--out", metavar="DIR", type=Path, default=None,
-                   help="output folder of --suite (default runs/suite-<name>); rerun to resume")
+                   help="output folder of --suite (default runs/suite-<name>); rerun to resume. Several "
+                        "processes given the same --suite and --out share its runs (one per GPU, a Slurm array)")
+    p.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="with --suite: start N worker processes of this command on this machine and wait "
+                        "for them (their lines are prefixed `worker i/N:`)")
+    p.add_argument("--report-only", action="store_true",
+                   help="with --suite: train nothing, (re)write the report from the finished runs; refused "
+                        "while a run is unfinished")
     p.set_defaults(func=run)
 
 
@@ -106,15 +118,22 @@ def run(args: argparse.Namespace) -> int:
     if args.suite is not None:
         if args.run_dirs or args.output:
             raise UserError("compare: use either RUN_DIR... [-o FILE] or --suite FILE [--out DIR], not both")
+        if args.workers is not None:
+            if args.workers < 1:
+                raise UserError(f"compare: --workers: expected an int >= 1, got {args.workers}")
+            if args.report_only:
+                raise UserError("compare: --workers trains the suite; --report-only trains nothing; use one")
+            return run_workers(args)
         from nas.suite import run_suite
 
-        result = run_suite(args.suite, args.out, reference=args.reference)
+        result = run_suite(args.suite, args.out, reference=args.reference, report_only=args.report_only)
         print_comparison(result.comparison)
         for path in result.written:
             print(path)
         return 0
-    if args.out is not None:
-        raise UserError("compare: --out is the output folder of --suite; for run folders use -o REPORT.md")
+    if args.out is not None or args.workers is not None or args.report_only:
+        raise UserError("compare: --out, --workers and --report-only go with --suite; for run folders use "
+                        "-o REPORT.md")
     if not args.run_dirs:
         raise UserError("compare: give run folders (nas compare RUN_DIR...) or a suite (nas compare --suite FILE)")
     comparison = build_comparison(collect_runs(args.run_dirs), reference=args.reference)
@@ -122,4 +141,62 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         for path in write_report(comparison, args.output):
             print(path)
+    return 0
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The `nas compare --suite` command line one worker runs: this one without --workers."""
+    cmd = [sys.executable, "-m", "nas", "compare", "--suite", str(args.suite)]
+    if args.out is not None:
+        cmd += ["--out", str(args.out)]
+    if args.reference is not None:
+        cmd += ["--reference", args.reference]
+    return cmd
+
+
+def _relay(stream, target, prefix: str) -> None:
+    for line in stream:
+        target.write(prefix + line)
+        target.flush()
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    """Start `args.workers` worker processes of the suite and wait for them. Their output is relayed
+    line by line with a `worker i/N: ` prefix (when N > 1). Ctrl-C or SIGTERM stops every worker
+    (each saves a checkpoint: SIGTERM is its first Ctrl-C); the exit code is non-zero if any failed."""
+    import signal
+    import subprocess
+    import threading
+
+    from nas.errors import UserError
+
+    n = args.workers
+    procs, relays = [], []
+    try:
+        for i in range(1, n + 1):
+            prefix = f"worker {i}/{n}: " if n > 1 else ""
+            # A session of its own: a Ctrl-C in the terminal reaches this process only, which passes
+            # it on once (a second copy would stop a worker before its checkpoint).
+            p = subprocess.Popen(worker_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 bufsize=1, start_new_session=True)
+            procs.append(p)
+            for stream, target in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
+                t = threading.Thread(target=_relay, args=(stream, target, prefix), daemon=True)
+                t.start()
+                relays.append(t)
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (nas.cli turns it into Terminated)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+        raise
+    finally:
+        for t in relays:
+            t.join(timeout=5)
+    failed = [(i, c) for i, c in enumerate(codes, 1) if c != 0]
+    if failed:
+        words = ", ".join(f"worker {i} exited with {c}" for i, c in failed)
+        raise UserError(f"compare --workers {n}: {words} (its lines above say why)", exit_code=failed[0][1])
     return 0
