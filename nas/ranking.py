@@ -57,7 +57,7 @@ class GenotypeScores:
     dice: dict[Any, float]  # training seed -> stand-alone test Dice (mean of that seed's runs)
     params: Optional[float] = None
     genotype: str = ""  # the genotype file retrained
-    supernet: Optional[Path] = None  # the search run whose supernet scores it
+    supernet: Optional[tuple[Path, ...]] = None  # the search run(s) whose supernets score it (mean)
     oneshot_dice: Optional[float] = None
     alpha_score: Optional[float] = None
 
@@ -67,6 +67,11 @@ class GenotypeScores:
 
     def proxy(self, name: str) -> Optional[float]:
         return getattr(self, name)
+
+    @property
+    def supernet_key(self) -> str:
+        """The supernet folders as one text (cache key and CSV cell): `a;b` for several."""
+        return "" if self.supernet is None else ";".join(str(p) for p in self.supernet)
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ def _summary_genotype(run: RunResult) -> str:
     return str(summary.get("genotype") or "") if isinstance(summary, dict) else ""
 
 
-def located_supernet(run: RunResult) -> Optional[Path]:
+def located_supernet(run: RunResult) -> Optional[tuple[Path, ...]]:
     """The search run a plain run's genotype came from: the genotype's `source: run:` (written by
     `nas discretize RUN`, with or without --random), when that folder still holds a checkpoint."""
     import json
@@ -125,25 +130,34 @@ def located_supernet(run: RunResult) -> Optional[Path]:
     path = source.get("run")
     if not isinstance(path, str) or not path:
         return None
-    path = Path(path)
-    return path if (path / "checkpoints" / "last.pt").is_file() else None
+    return _with_checkpoints([Path(path)])
 
 
-def suite_supernets(suite: "Suite", out_dir: Path) -> dict[str, Path]:
-    """Row label -> the suite's search run whose supernet scores that row's genotypes: a search
-    entry's own, and for a random entry the search entry it was sampled for (`random: {from:}`),
-    so that a searched genotype and its random controls are ranked in the same supernet."""
+def _with_checkpoints(paths: Sequence[Path]) -> Optional[tuple[Path, ...]]:
+    """The search runs that hold a checkpoint (None when none does)."""
+    have = tuple(Path(p) for p in paths if (Path(p) / "checkpoints" / "last.pt").is_file())
+    return have or None
+
+
+def suite_supernets(suite: "Suite", out_dir: Path) -> dict[str, list[Path]]:
+    """Row label -> the suite's search runs whose supernets score that row's genotypes: a search
+    entry's own (every seed's, for an entry with several search seeds), and for a random entry
+    those of the search entry it was sampled for (`random: {from:}`), so that a searched genotype
+    and its random controls are ranked in the same supernets."""
+    def runs(entry_name: str) -> list[Path]:
+        return [Path(out_dir) / run for _, run, _ in suite.search_runs(suite.entry(entry_name))]
+
     out = {}
     for entry in suite.entries:
         if entry.search is not None:
-            out[entry.name] = Path(out_dir) / entry.name / "search"
+            out[entry.name] = runs(entry.name)
         elif entry.random is not None and entry.random.source is not None:
-            out[entry.name] = Path(out_dir) / entry.random.source / "search"
+            out[entry.name] = runs(entry.random.source)
     return out
 
 
 def genotype_scores(comparison: Comparison, dataset: str = TEST_SPLIT,
-                    supernets: Optional[Mapping[str, Path]] = None) -> list[GenotypeScores]:
+                    supernets: Optional[Mapping[str, Sequence[Path]]] = None) -> list[GenotypeScores]:
     """Every searched and random genotype counted on `dataset`, its Dice per seed and parameters.
     `supernets` (row label -> search run) overrides the run's own genotype source."""
     table = compare_table(comparison.results, dataset=dataset)
@@ -159,8 +173,7 @@ def genotype_scores(comparison: Comparison, dataset: str = TEST_SPLIT,
             if key not in found:
                 label = row.label if run.sample is None else f"{row.label}-sample{run.sample}"
                 if supernets is not None and row.label in supernets:
-                    supernet = supernets[row.label]
-                    supernet = supernet if (supernet / "checkpoints" / "last.pt").is_file() else None
+                    supernet = _with_checkpoints(supernets[row.label])
                 else:
                     supernet = located_supernet(run)
                 found[key] = GenotypeScores(label, run.kind, row.label, {}, genotype=genotype, supernet=supernet)
@@ -205,7 +218,7 @@ def gather_proxies(genotypes: Sequence[GenotypeScores], cache: Optional[Path] = 
     for g in genotypes:
         if g.supernet is None:
             continue
-        hit = cached.get((g.label, g.genotype, str(g.supernet)), {})
+        hit = cached.get((g.label, g.genotype, g.supernet_key), {})
         g.oneshot_dice, g.alpha_score = hit.get("oneshot_dice"), hit.get("alpha_score")
         if g.oneshot_dice is None or g.alpha_score is None:
             todo.append(g)
@@ -222,12 +235,15 @@ def gather_proxies(genotypes: Sequence[GenotypeScores], cache: Optional[Path] = 
         return notes
     for g in todo:
         try:
+            # several supernets (a search entry with several seeds): the mean score over them, so
+            # that every genotype of the entry is scored alike, whichever seed found it
             if g.oneshot_dice is None:
-                g.oneshot_dice = float(oneshot_score(g.supernet, g.genotype, threads=threads).dice)
+                g.oneshot_dice = float(np.mean([oneshot_score(p, g.genotype, threads=threads).dice
+                                                for p in g.supernet]))
             if g.alpha_score is None:
-                g.alpha_score = float(alpha_score(g.supernet, g.genotype))
+                g.alpha_score = float(np.mean([alpha_score(p, g.genotype) for p in g.supernet]))
         except UserError as exc:
-            notes.append(f"{g.label}: not scored in {g.supernet} ({exc})")
+            notes.append(f"{g.label}: not scored in {g.supernet_key} ({exc})")
     return notes
 
 
@@ -354,7 +370,7 @@ def reading(ranking: Ranking) -> str:
     return " ".join(parts)
 
 
-def build_ranking(comparison: Comparison, supernets: Optional[Mapping[str, Path]] = None,
+def build_ranking(comparison: Comparison, supernets: Optional[Mapping[str, Sequence[Path]]] = None,
                   cache: Optional[Path] = None, proxies: bool = True, threads: Optional[int] = None,
                   random_pairs: Optional[Sequence[tuple[str, str]]] = None, n_boot: int = N_BOOT) -> Optional[Ranking]:
     """The ranking validity and field statistics of a comparison, or None when it has no random
@@ -369,9 +385,9 @@ def build_ranking(comparison: Comparison, supernets: Optional[Mapping[str, Path]
     if not proxies:
         cached = read_cache(cache)
         for g in genotypes:
-            hit = cached.get((g.label, g.genotype, str(g.supernet)), {})
+            hit = cached.get((g.label, g.genotype, g.supernet_key), {})
             g.oneshot_dice, g.alpha_score = hit.get("oneshot_dice"), hit.get("alpha_score")
-    supernets_used = {str(g.supernet) for g in genotypes if g.supernet is not None}
+    supernets_used = {g.supernet_key for g in genotypes if g.supernet is not None}
     if len(supernets_used) > 1:
         notes.append(f"the genotypes were scored in {len(supernets_used)} supernets; one-shot and α scores of "
                      f"different supernets are ranked together")
@@ -405,7 +421,7 @@ def ranking_csv(ranking: Ranking) -> str:
     writer = csv.writer(buf)
     writer.writerow([*CSV_FIXED, *(f"dice_seed{s}" for s in seeds), "dice_mean"])
     for g in ranking.genotypes:
-        writer.writerow([g.label, g.kind, g.row, g.genotype, "" if g.supernet is None else str(g.supernet),
+        writer.writerow([g.label, g.kind, g.row, g.genotype, g.supernet_key,
                          _num(g.params), _num(g.oneshot_dice), _num(g.alpha_score),
                          *(_num(g.dice.get(s)) for s in seeds), _num(g.dice_mean)])
     return buf.getvalue()

@@ -374,7 +374,7 @@ def _dataset_section(ds: DatasetComparison, reference: Optional[str], md_path: P
 
 
 def write_report(comparison: Comparison, out_path_md: str | Path, title: str = "Model comparison",
-                 supernets: Optional[dict[str, Path]] = None, ranking_path: Optional[Path] = None,
+                 supernets: Optional[dict[str, list[Path]]] = None, ranking_path: Optional[Path] = None,
                  threads: Optional[int] = None) -> list[Path]:
     """Write `<name>.md`, `<name>.csv` (every table), `<name>_stats.csv` (paired statistics) and
     the charts next to it. Every file is written atomically. Returns the written paths,
@@ -382,7 +382,7 @@ def write_report(comparison: Comparison, out_path_md: str | Path, title: str = "
 
     With random genotypes, also the ranking sections and `ranking_path` (default
     `<name>_ranking.csv`, also the cache of the supernet scores), its `_stats.csv` and the size
-    chart; `supernets` (row label -> search run) says which supernet scores a row's genotypes
+    chart; `supernets` (row label -> search runs) says which supernets score a row's genotypes
     (default: the genotype's `source: run:`)."""
     from nas.plots.compare import bar_chart, scatter_chart
 

@@ -230,3 +230,19 @@ def test_suite_end_to_end_scores_genotypes_in_their_supernet(tmp_path, tiny_over
     assert len(rows) == 3 and all(r["oneshot_dice"] != "" and r["alpha_score"] != "" for r in rows)
     assert {r["supernet"] for r in rows} == {str(tmp_path / "out" / "s" / "search")}
     assert "## Ranking validity" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_search_entry_with_several_seeds_scores_in_all_its_supernets(tmp_path):
+    """Every genotype of a multi-seed search entry (and its random controls) is scored in the
+    supernets of all its seeds, so no genotype is favoured by the supernet that found it."""
+    from nas.ranking import suite_supernets
+    from nas.suite import load_suite
+
+    (tmp_path / "base.yaml").write_text("data: {image_size: 32}\nsearch: {space: tiny}\n")
+    (tmp_path / "suite.yaml").write_text(
+        "name: s\nbase: {config: base.yaml}\nseeds: [1, 2]\nentries:\n"
+        "  - {name: searched, search: {seeds: [4, 5]}}\n"
+        "  - {name: random, random: {samples: 2, from: searched}}\n")
+    nets = suite_supernets(load_suite(tmp_path / "suite.yaml"), tmp_path / "out")
+    expected = [tmp_path / "out" / "searched" / "search-seed4", tmp_path / "out" / "searched" / "search-seed5"]
+    assert nets == {"searched": expected, "random": expected}
