@@ -81,6 +81,7 @@ class DataConfig:
     image_size: int = 64
     limit: Optional[int] = None
     split: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    split_seed: Optional[int] = None
     groups: Optional[str] = None
     official_split: bool = True
     on_bad: str = "error"
@@ -220,6 +221,7 @@ CHOICES: dict[str, list[Any]] = {
 RANGES: dict[str, tuple[Optional[float], Optional[float]]] = {
     "data.image_size": (16, 4096),
     "data.limit": (1, None),
+    "data.split_seed": (0, 2**32 - 1),
     "data.synthetic_n": (4, None),
     "data.augment.probability": (0.0, 1.0),
     "data.augment.salt_pepper.amount": (0.0, 1.0),
@@ -282,6 +284,7 @@ DESCRIPTIONS: dict[str, str] = {
     "data.image_size": "side of the square network input: in training the centre crop is resized to it, in evaluation and prediction the whole image",
     "data.limit": "use at most N image/mask pairs (deterministic subset of whole groups, see data.groups)",
     "data.split": "train/val/test fractions of the pairs, met as closely as whole groups allow (ignored when an official split is used)",
+    "data.split_seed": "seed of the train/val/test split; null = run.seed (each seed its own split). Set it to keep one fixed split, e.g. one test set, across training seeds",
     "data.groups": "images that must stay in one split (a lesion's photos): null = the dataset's own table (HAM10000_metadata.csv, lesion_id) when present, else one group per image; none = one group per image; else a CSV with columns image_id (or id) and lesion_id (or group)",
     "data.official_split": "use the dataset's own train/val/test folders when its layout has them",
     "data.on_bad": "error: stop and list bad files; skip: leave them out with a counted warning",
@@ -326,7 +329,7 @@ DESCRIPTIONS: dict[str, str] = {
     "log.alpha_every": "append every alpha to alphas.csv every N steps (and at each epoch end)",
     "log.plots": "write the standard plots into RUN/plots at the end",
     "log.progress": "show the live progress bar",
-    "run.seed": "seed of splits, initialisation, shuffling and augmentation",
+    "run.seed": "seed of splits (unless data.split_seed), initialisation, shuffling and augmentation",
     "run.device": "auto (CUDA when present), cpu, cuda, cuda:N",
     "run.workers": "DataLoader worker processes",
     "run.threads": "CPU threads for torch (null = torch default)",

@@ -111,3 +111,16 @@ def test_each_purpose_needs_its_split_parts():
     with pytest.raises(UserError, match=r"raise data\.limit, now 2"):
         build_data(cfg_for(None, "data.limit=2"), "train")
     build_data(cfg_for(None, "data.limit=3"), "train")  # one pair per part is enough
+
+
+def test_split_seed_keeps_one_split_across_run_seeds(tmp_path):
+    """data.split_seed fixes train/val/test (e.g. one test set for every training seed); the
+    search halves still follow run.seed. Without it each run seed draws its own split."""
+    root = make_layout(tmp_path / "data", "folder", n=20)
+    fixed = [build_data(cfg_for(root, f"run.seed={s}", "data.split_seed=5"), "search") for s in (1, 2)]
+    own = [build_data(cfg_for(root, f"run.seed={s}"), "search") for s in (1, 2)]
+    for part in ("train", "val", "test"):
+        assert getattr(fixed[0], part).ids == getattr(fixed[1], part).ids
+    assert fixed[0].w_half.ids != fixed[1].w_half.ids
+    assert own[0].test.ids != own[1].test.ids
+    assert fixed[0].test.ids == build_data(cfg_for(root, "run.seed=5"), "search").test.ids

@@ -118,7 +118,8 @@ def build_data(cfg: Config, purpose: str, splits: Optional[dict[str, Any]] = Non
     if splits is not None:
         check_splits(splits, set(index), "splits.json", parts)
     else:
-        splits = make_splits(store.records, d.split, seed, d.official_split, layout, listing.groups_file)
+        split_seed = seed if d.split_seed is None else d.split_seed
+        splits = make_splits(store.records, d.split, split_seed, d.official_split, layout, listing.groups_file)
         grouped = f" ({splits['groups']['count']} groups)" if "groups" in splits else ""
         log.info("data: %s, %d pairs%s, split %s", layout, len(store.records), grouped, splits["source"])
     check_parts(splits, purpose, cfg, len(store.records))
