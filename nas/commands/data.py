@@ -182,12 +182,12 @@ def run_check(args: argparse.Namespace) -> int:
         d = cfg.data
         kept = {r.id for r in apply_limit(records, d.limit)}
         usable = [r for r in prepared.store.records if r.id in kept]
-        made = make_splits(usable, d.split, cfg.run.seed if d.split_seed is None else d.split_seed, d.official_split,
-                           scan.layout, groups_file)
+        split_seed = cfg.run.seed if d.split_seed is None else d.split_seed
+        made = make_splits(usable, d.split, split_seed, d.official_split, scan.layout, groups_file)
         if len(members(made["train"], groups)) >= 2:  # what a search would feed its w and alpha steps
             made["w_half"], made["a_half"] = search_halves(made["train"], cfg.run.seed, groups)
         limit = f", limit {d.limit}" if d.limit is not None else ""
-        _check_split(table, problems, "split", f"{made['source']}, seed {cfg.run.seed}{limit}",
+        _check_split(table, problems, "split", f"{made['source']}, seed {split_seed}{limit}",
                      Path(args.config or args.path), made, groups)
     if saved is not None:
         path = _splits_file(Path(args.splits))
