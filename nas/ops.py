@@ -158,34 +158,6 @@ class Pointwise(nn.Conv2d):
         return super().forward(x)
 
 
-class Depthwise(nn.Conv2d):
-    """Depthwise k×k convolution without bias (``groups = channels``), optionally dilated.
-
-    oneDNN's CPU kernels for *dilated* depthwise convolutions are slow, in backward about ten
-    times slower than the undilated ones. A dilation-2 convolution never mixes pixels of
-    different row/column parity, so on channels-last input with even height and width it runs
-    as one undilated convolution over the four parity phases stacked along the batch (two
-    copies: split and merge). Same parameters, state-dict keys and float32 result as the
-    ``nn.Conv2d`` it replaces; other inputs take the ordinary convolution.
-    """
-
-    def __init__(self, channels: int, k: int, dilation: int = 1) -> None:
-        super().__init__(channels, channels, k, padding=dilation * (k - 1) // 2, dilation=dilation,
-                         groups=channels, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        if (self.dilation != (2, 2) or h % 2 or w % 2 or x.is_contiguous()
-                or not x.is_contiguous(memory_format=torch.channels_last)):
-            return super().forward(x)
-        # NHWC memory [b, h, w, c] → [(p, q, b), h/2, w/2, c] with row parity p, column parity q
-        phases = x.permute(0, 2, 3, 1).reshape(b, h // 2, 2, w // 2, 2, c).permute(2, 4, 0, 1, 3, 5)
-        phases = phases.reshape(4 * b, h // 2, w // 2, c).permute(0, 3, 1, 2)
-        y = F.conv2d(phases, self.weight, None, 1, self.padding[0] // 2, 1, self.groups)
-        y = y.permute(0, 2, 3, 1).reshape(2, 2, b, h // 2, w // 2, c).permute(2, 3, 0, 4, 1, 5)
-        return y.reshape(b, h, w, c).permute(0, 3, 1, 2)
-
-
 def contiguous_grad(x: Tensor) -> Tensor:
     """``x`` unchanged, but its gradient is made dense in ``x``'s memory format in backward.
 
@@ -274,8 +246,9 @@ def scaled_batch_norm(bn: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
 
 def _separable(c_in: int, c_out: int, k: int, dilation: int, affine: bool) -> ReLUConvBN:
     """Depthwise k×k (optionally dilated) then pointwise 1×1 (DARTS SepConv/DilConv, once)."""
+    pad = dilation * (k - 1) // 2
     body = nn.Sequential(
-        Depthwise(c_in, k, dilation),
+        nn.Conv2d(c_in, c_in, k, padding=pad, dilation=dilation, groups=c_in, bias=False),
         Pointwise(c_in, c_out),
     )
     return ReLUConvBN(body, c_out, affine)
@@ -355,7 +328,6 @@ THESIS_OPS: tuple[str, ...] = (
 )
 
 __all__ = [
-    "Depthwise",
     "OPS",
     "PARAMETER_FREE",
     "Pointwise",

@@ -197,26 +197,3 @@ def test_contiguous_grad_gives_a_dense_channels_last_gradient() -> None:
     assert seen["grad"].is_contiguous(memory_format=torch.channels_last)
     assert x.grad is not None
     assert contiguous_grad(other) is other  # nothing to do without a gradient
-
-
-@pytest.mark.parametrize("k,dilation", [(3, 2), (5, 2), (3, 1)])
-@pytest.mark.parametrize("size", [(8, 10), (7, 9)])  # even: parity phases; odd: plain conv
-def test_depthwise_matches_a_plain_depthwise_conv(k: int, dilation: int, size: tuple) -> None:
-    """The phase-split dilated depthwise conv gives a plain conv's output and gradients."""
-    from nas.ops import Depthwise
-
-    torch.manual_seed(0)
-    fast = Depthwise(4, k, dilation)
-    plain = nn.Conv2d(4, 4, k, padding=dilation * (k - 1) // 2, dilation=dilation, groups=4, bias=False)
-    plain.load_state_dict(fast.state_dict())
-    x = torch.randn(2, 4, *size).contiguous(memory_format=torch.channels_last)
-    g = torch.randn(2, 4, *size)
-    outs = []
-    for conv in (fast, plain):
-        xi = x.clone().requires_grad_()
-        y = conv(xi)
-        y.backward(g)
-        outs.append((y.detach(), xi.grad, conv.weight.grad))
-    for a, b in zip(*outs):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    assert outs[0][0].is_contiguous(memory_format=torch.channels_last)
