@@ -14,6 +14,7 @@ one ReLU per node and fold its mixing weight into the BatchNorm (see ``forward_w
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Literal
 
 import torch
@@ -207,11 +208,24 @@ class ReLUConvBN(nn.Module):
         into BatchNorm, the op then stores a single tensor (the BatchNorm input), which is
         what keeps full-resolution supernet search within a few GB.
         """
+        run: Callable[[Tensor], Tensor] = self.body
+        low = None
+        if relu_x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's bfloat16 kernels for these 16-channel depthwise, dilated and 1×k convs are
+            # slower than its float32 ones: run the body in float32 and store its output (the
+            # BatchNorm input) in the autocast dtype, which keeps most of bf16's memory saving.
+            run, low = partial(_float32_forward, self.body), torch.get_autocast_dtype("cpu")
         if recompute and torch.is_grad_enabled() and len(self.body) > 1:
-            y = checkpoint(self.body, relu_x, use_reentrant=False)
+            y = checkpoint(run, relu_x, use_reentrant=False)
         else:
-            y = self.body(relu_x)
-        return scaled_batch_norm(self.bn, y, weight)
+            y = run(relu_x)
+        return scaled_batch_norm(self.bn, y if low is None else y.to(low), weight)
+
+
+def _float32_forward(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` in float32 with autocast off (inside an autocast region)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.float())
 
 
 def scaled_batch_norm(bn: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
