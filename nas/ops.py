@@ -198,7 +198,7 @@ class ReLUConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.body(F.relu(x)))
+        return self.bn(self._body(F.relu(x)))
 
     def forward_weighted(self, relu_x: Tensor, weight: Tensor, recompute: bool = False) -> Tensor:
         """``weight * forward(x)`` from ``relu_x = ReLU(x)``.
@@ -208,18 +208,24 @@ class ReLUConvBN(nn.Module):
         into BatchNorm, the op then stores a single tensor (the BatchNorm input), which is
         what keeps full-resolution supernet search within a few GB.
         """
+        return scaled_batch_norm(self.bn, self._body(relu_x, recompute), weight)
+
+    def _body(self, relu_x: Tensor, recompute: bool = False) -> Tensor:
+        """``body(relu_x)``; under CPU autocast in float32, returned in the autocast dtype.
+
+        oneDNN's bfloat16 kernels for these 16-channel depthwise, dilated and 1×k convs are
+        slower than its float32 ones; storing the output (the BatchNorm input) in bfloat16
+        keeps most of bf16's memory saving.
+        """
         run: Callable[[Tensor], Tensor] = self.body
         low = None
         if relu_x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # oneDNN's bfloat16 kernels for these 16-channel depthwise, dilated and 1×k convs are
-            # slower than its float32 ones: run the body in float32 and store its output (the
-            # BatchNorm input) in the autocast dtype, which keeps most of bf16's memory saving.
             run, low = partial(_float32_forward, self.body), torch.get_autocast_dtype("cpu")
         if recompute and torch.is_grad_enabled() and len(self.body) > 1:
             y = checkpoint(run, relu_x, use_reentrant=False)
         else:
             y = run(relu_x)
-        return scaled_batch_norm(self.bn, y if low is None else y.to(low), weight)
+        return y if low is None else y.to(low)
 
 
 def _float32_forward(module: nn.Module, x: Tensor) -> Tensor:

@@ -297,6 +297,9 @@ def test_bf16_search_step_on_cpu_is_finite_and_close_to_float32() -> None:
     assert losses[True] == pytest.approx(losses[False], rel=2e-2)
 
     op = next(m for m in Supernet("tiny").modules() if isinstance(m, ReLUConvBN))
+    x_op = torch.rand(2, op.bn.num_features, 8, 8)
     with rt.autocast():
-        out = op.forward_weighted(torch.rand(2, op.bn.num_features, 8, 8), torch.tensor(0.5))
-    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+        outs = [op.forward_weighted(x_op, torch.tensor(0.5)), op(x_op)]  # supernet, discrete net
+    for out in outs:
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    torch.testing.assert_close(outs[0].float(), 0.5 * outs[1].float(), atol=2e-2, rtol=2e-2)
