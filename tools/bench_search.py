@@ -216,7 +216,8 @@ def measure(args: argparse.Namespace) -> dict:
     print(
         f"{space.name}  batch {args.batch}  {args.size}x{args.size}  order {args.order}  "
         f"{args.device}  threads {result['threads']}  bf16 {args.bf16}  "
-        f"channels_last input {args.channels_last} (the supernet runs NHWC on CPU either way)"
+        f"channels_last input {args.channels_last} "
+        f"({'the supernet runs NCHW' if args.nchw else 'the supernet runs NHWC on CPU either way'})"
     )
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
