@@ -216,8 +216,8 @@ class Architect:
             g.sub_((lr * lam * (w * w.numel() - 1.0)).view_as(g).to(g.dtype))
 
     def _loss(self, x: Tensor, y: Tensor) -> Tensor:
-        with _enter(self.autocast):
-            return self.loss_fn(self.model(x), y)
+        with _enter(self.autocast):  # the loss in float32, as in weight_step, under bf16 too
+            return self.loss_fn(self.model(x).float(), y)
 
     def _unrolled_gradients(
         self,

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.ops import PARAMETER_FREE, ReLUConvBN, build_op, check_op_name
+from nas.ops import PARAMETER_FREE, ReLUConvBN, build_op, check_op_name, contiguous_grad
 from nas.search_space import RESAMPLE_DOWN
 
 
@@ -240,7 +240,7 @@ class MixedNode(nn.Module):
                 # place is safe and avoids one full-size allocation per term.
                 total = term if total is None else total.add_(term)
         assert total is not None  # SkipCell rejects op lists made only of `zero`
-        return total
+        return contiguous_grad(total)
 
 
 class SkipCell(nn.Module):

@@ -333,7 +333,7 @@ DESCRIPTIONS: dict[str, str] = {
     "run.device": "auto (CUDA when present), cpu, cuda, cuda:N",
     "run.workers": "DataLoader worker processes",
     "run.threads": "CPU threads for torch (null = torch default)",
-    "run.bf16": "bf16 autocast on CUDA",
+    "run.bf16": "bfloat16 autocast of forward passes (CUDA, or CPU; see troubleshooting.md)",
     "run.channels_last": "channels_last memory format",
     "run.compile": "torch.compile the model (search and retrain)",
     "run.deterministic": "deterministic algorithms (bit-for-bit repeatable on CPU)",

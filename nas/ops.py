@@ -14,6 +14,7 @@ one ReLU per node and fold its mixing weight into the BatchNorm (see ``forward_w
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Literal
 
 import torch
@@ -140,6 +141,48 @@ class Pool3x3(nn.Module):
 # --------------------------------------------------------------------------- conv ops
 
 
+class Pointwise(nn.Conv2d):
+    """1×1 convolution without bias, run as a matrix product on channels-last input.
+
+    On CPU, torch sends a 1×1 ``conv2d`` to its generic unfold-and-multiply kernel, several
+    times slower than the matrix product it is for an NHWC tensor (``[B·H·W, C] @ Wᵀ``,
+    forward and backward). Same parameters, state-dict keys and float32 result as
+    ``nn.Conv2d(c_in, c_out, 1, bias=False)``; other layouts take the ordinary convolution.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(c_in, c_out, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1)).permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
+def contiguous_grad(x: Tensor) -> Tensor:
+    """``x`` unchanged, but its gradient is made dense in ``x``'s memory format in backward.
+
+    A tensor that enters a channel ``cat`` gets a strided slice of the concatenation's
+    gradient; BatchNorm's CPU backward is about ten times slower on such a gradient than on a
+    channels-last one, and every conv op of a node would pay that. One copy here is cheaper.
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad and x.dim() == 4):
+        return x
+    return _ContiguousGrad.apply(x)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        fmt = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        return grad.contiguous(memory_format=fmt)
+
+
 class ReLUConvBN(nn.Module):
     """ReLU → ``body`` (convolutions) → BatchNorm: the shape of every conv op (DARTS).
 
@@ -155,7 +198,7 @@ class ReLUConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.body(F.relu(x)))
+        return self.bn(self._body(F.relu(x)))
 
     def forward_weighted(self, relu_x: Tensor, weight: Tensor, recompute: bool = False) -> Tensor:
         """``weight * forward(x)`` from ``relu_x = ReLU(x)``.
@@ -165,11 +208,30 @@ class ReLUConvBN(nn.Module):
         into BatchNorm, the op then stores a single tensor (the BatchNorm input), which is
         what keeps full-resolution supernet search within a few GB.
         """
+        return scaled_batch_norm(self.bn, self._body(relu_x, recompute), weight)
+
+    def _body(self, relu_x: Tensor, recompute: bool = False) -> Tensor:
+        """``body(relu_x)``; under CPU autocast in float32, returned in the autocast dtype.
+
+        oneDNN's bfloat16 kernels for these 16-channel depthwise, dilated and 1×k convs are
+        slower than its float32 ones; storing the output (the BatchNorm input) in bfloat16
+        keeps most of bf16's memory saving.
+        """
+        run: Callable[[Tensor], Tensor] = self.body
+        low = None
+        if relu_x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            run, low = partial(_float32_forward, self.body), torch.get_autocast_dtype("cpu")
         if recompute and torch.is_grad_enabled() and len(self.body) > 1:
-            y = checkpoint(self.body, relu_x, use_reentrant=False)
+            y = checkpoint(run, relu_x, use_reentrant=False)
         else:
-            y = self.body(relu_x)
-        return scaled_batch_norm(self.bn, y, weight)
+            y = run(relu_x)
+        return y if low is None else y.to(low)
+
+
+def _float32_forward(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` in float32 with autocast off (inside an autocast region)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return module(x.float())
 
 
 def scaled_batch_norm(bn: nn.Module, x: Tensor, weight: Tensor) -> Tensor:
@@ -207,7 +269,7 @@ def _separable(c_in: int, c_out: int, k: int, dilation: int, affine: bool) -> Re
     pad = dilation * (k - 1) // 2
     body = nn.Sequential(
         nn.Conv2d(c_in, c_in, k, padding=pad, dilation=dilation, groups=c_in, bias=False),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
+        Pointwise(c_in, c_out),
     )
     return ReLUConvBN(body, c_out, affine)
 
@@ -288,11 +350,13 @@ THESIS_OPS: tuple[str, ...] = (
 __all__ = [
     "OPS",
     "PARAMETER_FREE",
+    "Pointwise",
     "THESIS_OPS",
     "ReLUConvBN",
     "adapt_channels",
     "build_op",
     "check_op_name",
+    "contiguous_grad",
     "register_op",
     "scaled_batch_norm",
 ]

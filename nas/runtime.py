@@ -43,9 +43,10 @@ class Runtime:
         return dataclasses.replace(self, world_size=1, rank=0)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when asked for; a no-op elsewhere (CPU stays float32)."""
-        if self.bf16 and self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        """bfloat16 autocast on this process's device (CUDA or CPU) when ``run.bf16`` is set,
+        else a no-op. Losses and optimiser state stay float32 either way."""
+        if self.bf16 and self.device.type in ("cuda", "cpu"):
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:

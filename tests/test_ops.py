@@ -153,3 +153,47 @@ def test_custom_op_usable_from_search_space_file(custom_op: str, tmp_path) -> No
     out.mean().backward()
     assert all(p.grad is not None for p in net.arch_parameters())
     assert {r["op"] for r in net.alpha_rows()} >= {custom_op}
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_pointwise_matches_a_plain_1x1_conv(channels_last: bool) -> None:
+    """The matrix-product 1×1 conv gives a plain conv's output and gradients (float32)."""
+    torch.manual_seed(0)
+    plain = nn.Conv2d(6, 5, 1, bias=False)
+    from nas.ops import Pointwise
+
+    fast = Pointwise(6, 5)
+    fast.load_state_dict(plain.state_dict())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 6, 7, 9).contiguous(memory_format=fmt)
+    g = torch.randn(2, 5, 7, 9)
+    outs = []
+    for conv in (fast, plain):
+        xi = x.clone().requires_grad_()
+        y = conv(xi)
+        y.backward(g)
+        outs.append((y.detach(), xi.grad, conv.weight.grad))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert outs[0][0].is_contiguous(memory_format=fmt)
+    assert list(fast.state_dict()) == ["weight"]
+
+
+def test_contiguous_grad_gives_a_dense_channels_last_gradient() -> None:
+    """A tensor entering a channel cat gets a dense NHWC gradient, not a strided slice."""
+    from nas.ops import contiguous_grad
+
+    x = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    seen = {}
+
+    def hook(grad: torch.Tensor) -> None:
+        seen["grad"] = grad
+
+    y = x * 2
+    y.register_hook(hook)
+    other = torch.randn(2, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    out = torch.cat([contiguous_grad(y), other], dim=1)
+    (out * torch.randn_like(out)).sum().backward()
+    assert seen["grad"].is_contiguous(memory_format=torch.channels_last)
+    assert x.grad is not None
+    assert contiguous_grad(other) is other  # nothing to do without a gradient

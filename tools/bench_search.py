@@ -11,6 +11,19 @@ forward and a forward+backward (all gradients) separately, to tell where the tim
         --steps 5 --warmup 1 --device cpu --threads 2
 
 Prints a table and one JSON line (``{"bench": "search_step", ...}``) for scripts.
+
+Side by side: ``--variants`` times several settings in one run, each in a fresh subprocess (so
+each has its own peak RSS), interleaved round by round so that a busy machine slows them alike::
+
+    python tools/bench_search.py --batch 4 --size 128 --threads 1 --steps 3 --rounds 3 \
+        --variants fp32@../before,fp32,bf16
+
+A variant is ``+``-joined flags: ``fp32`` (default) or ``bf16`` (bfloat16 autocast), ``nchw``
+(run the supernet in NCHW instead of the CPU default NHWC), ``cl`` (channels-last input);
+``@DIR`` imports ``nas`` from another checkout ``DIR`` (e.g. ``git worktree add ../before
+<commit>``) for a before/after comparison. The table gives the median s/step over rounds,
+images/s, the peak RSS, and each variant's speed-up over the first one as the median of the
+per-round ratios (robust to the machine's load drifting between rounds).
 """
 
 from __future__ import annotations
@@ -18,8 +31,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,14 +42,8 @@ from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from nas.architect import Architect, weight_step  # noqa: E402
-from nas.config import load_config  # noqa: E402
-from nas.runtime import Runtime  # noqa: E402
-from nas.search import build_arch_optimizer  # noqa: E402
-from nas.session import build_optimizer  # noqa: E402
-from nas.supernet import Supernet  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+VARIANT_FLAGS = ("fp32", "bf16", "nchw", "cl")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,9 +59,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--nchw", action="store_true", help="run the supernet NCHW (CPU default: NHWC)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for the optimisers / α settings (repeatable)")
-    return p.parse_args(argv)
+    p.add_argument("--variants", default=None,
+                   help="comma-separated variants to compare side by side, e.g. fp32@../before,fp32,bf16")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of --variants (each runs every variant once)")
+    p.add_argument("--source", default=None, help=argparse.SUPPRESS)  # checkout to import nas from
+    p.add_argument("--step-only", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.variants is not None:
+        args.variants = [parse_variant(v) for v in args.variants.split(",") if v.strip()]
+        if not args.variants:
+            p.error("--variants: give at least one variant")
+    return args
+
+
+def parse_variant(text: str) -> dict:
+    """``bf16+nchw@DIR`` → ``{"name", "flags", "source"}``; exits naming a bad flag or folder."""
+    name = text.strip()
+    spec, _, source = name.partition("@")
+    flags = [f for f in spec.split("+") if f] or ["fp32"]
+    bad = [f for f in flags if f not in VARIANT_FLAGS]
+    if bad or ("fp32" in flags and "bf16" in flags):
+        sys.exit(f"error: --variants: bad variant {name!r}; flags are {', '.join(VARIANT_FLAGS)} "
+                 "joined by '+', optionally followed by @DIR (fp32 and bf16 exclude each other)")
+    if source and not (Path(source) / "nas" / "__init__.py").is_file():
+        sys.exit(f"error: --variants: {name!r}: {source} is not a checkout (no nas/__init__.py)")
+    return {"name": name, "flags": flags, "source": str(Path(source).resolve()) if source else None}
 
 
 def _sync(device: torch.device) -> None:
@@ -82,6 +116,21 @@ def _peak_memory_mb(device: torch.device) -> tuple[str, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.variants is not None:
+        return compare_variants(args)
+    return measure(args)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Time one setting in this process; prints the table (or only the JSON with --step-only)."""
+    sys.path.insert(0, args.source or str(ROOT))
+    from nas.architect import Architect, weight_step
+    from nas.config import load_config
+    from nas.runtime import Runtime
+    from nas.search import build_arch_optimizer
+    from nas.session import build_optimizer
+    from nas.supernet import Supernet
+
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -90,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg = load_config(None, args.overrides)
     sc = cfg.search
-    model = Supernet(args.space, alpha_init=sc.alpha_init).to(device, memory_format=fmt).train()
+    model = Supernet(args.space, channels_last=False if args.nchw else None, alpha_init=sc.alpha_init)
+    model = model.to(device, memory_format=fmt).train()
     space = model.space
     w_opt = build_optimizer(cfg.train, model.weight_parameters(), Runtime(device))
     a_opt = build_arch_optimizer(cfg, model.arch_parameters())
@@ -126,6 +176,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     step_s = _median_time(search_step, args.steps, args.warmup, device)
     mem_kind, mem_mb = _peak_memory_mb(device)
+    if args.step_only:
+        print(json.dumps({"step_s": step_s, "peak_mem_kind": mem_kind, "peak_mem_mb": mem_mb,
+                          "threads": torch.get_num_threads()}))
+        return {"step_s": step_s, "peak_mem_mb": mem_mb}
     fwd_s = _median_time(forward, args.steps, 1, device)
     fwdbwd_s = _median_time(forward_backward, args.steps, 1, device)
 
@@ -138,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": args.device,
         "bf16": args.bf16,
         "channels_last": args.channels_last,
+        "nchw": args.nchw,
         "threads": torch.get_num_threads(),
         "steps": args.steps,
         "arch_optimizer": sc.arch_optimizer,
@@ -161,11 +216,70 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"{space.name}  batch {args.batch}  {args.size}x{args.size}  order {args.order}  "
         f"{args.device}  threads {result['threads']}  bf16 {args.bf16}  "
-        f"channels_last input {args.channels_last} (the supernet runs NHWC on CPU either way)"
+        f"channels_last input {args.channels_last} "
+        f"({'the supernet runs NCHW' if args.nchw else 'the supernet runs NHWC on CPU either way'})"
     )
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>10}")
+    print(json.dumps(result))
+    return result
+
+
+def _child_argv(args: argparse.Namespace, variant: dict) -> list[str]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--step-only",
+            "--space", args.space, "--batch", str(args.batch), "--size", str(args.size),
+            "--order", str(args.order), "--steps", str(args.steps), "--warmup", str(args.warmup),
+            "--device", args.device, "--seed", str(args.seed)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    for item in args.overrides:
+        argv += ["--set", item]
+    flags = variant["flags"]
+    argv += [flag for flag, on in (("--bf16", "bf16" in flags), ("--nchw", "nchw" in flags),
+                                   ("--channels-last", "cl" in flags)) if on]
+    if variant["source"]:
+        argv += ["--source", variant["source"]]
+    return argv
+
+
+def compare_variants(args: argparse.Namespace) -> dict:
+    """Run every variant once per round in a fresh process; print the side-by-side table."""
+    variants = args.variants
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    times: dict[str, list[float]] = {v["name"]: [] for v in variants}
+    peaks: dict[str, float] = {v["name"]: 0.0 for v in variants}
+    for r in range(args.rounds):
+        for v in variants:
+            proc = subprocess.run(_child_argv(args, v), capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                sys.exit(f"error: variant {v['name']!r} failed (exit {proc.returncode}): "
+                         f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            times[v["name"]].append(res["step_s"])
+            peaks[v["name"]] = max(peaks[v["name"]], res["peak_mem_mb"])
+            print(f"  round {r + 1}/{args.rounds}  {v['name']:<24} {res['step_s']:.3f} s/step", flush=True)
+    base = variants[0]["name"]
+    rows = []
+    for v in variants:
+        name = v["name"]
+        step = statistics.median(times[name])
+        ratio = statistics.median(b / t for b, t in zip(times[base], times[name]))
+        rows.append({"variant": name, "step_s": round(step, 4), "images_per_s": round(args.batch / step, 3),
+                     "peak_rss_mb": round(peaks[name], 1), "speedup_vs_first": round(ratio, 3),
+                     "rounds_s": [round(t, 4) for t in times[name]]})
+    print(f"{args.space}  batch {args.batch}  {args.size}x{args.size}  order {args.order}  {args.device}  "
+          f"threads {args.threads or 'default'}  {args.steps} steps x {args.rounds} rounds (median)")
+    width = max(len(r["variant"]) for r in rows)
+    print(f"  {'variant':<{width}}  {'s/step':>8}  {'images/s':>8}  {'peak RSS':>9}  {'vs ' + base:>10}")
+    for r in rows:
+        print(f"  {r['variant']:<{width}}  {r['step_s']:>8.3f}  {r['images_per_s']:>8.2f}  "
+              f"{r['peak_rss_mb']:>5.0f} MiB  {r['speedup_vs_first']:>9.2f}x")
+    result = {"bench": "search_step_variants", "space": args.space, "batch": args.batch,
+              "size": args.size, "order": args.order, "device": args.device, "threads": args.threads,
+              "steps": args.steps, "rounds": args.rounds, "variants": rows}
     print(json.dumps(result))
     return result
 
