@@ -7,7 +7,11 @@ weights). Three figures, each beside what independent random choices would give:
 - **teacher share** (:func:`teacher_recovery`): the share of the teacher's edges, in the cells
   the teacher has, that the found genotype keeps in the same cell and node. Chance for one
   teacher edge into node ``i`` is ``kept_i / (i · n_ops)``, with ``kept_i`` the pairs the found
-  genotype keeps there and ``n_ops`` the non-zero ops.
+  genotype keeps there and ``n_ops`` the non-zero ops. A search with a taste of its own (DARTS
+  likes parameter-free ops and shallow cells) can beat that chance on a teacher that shares its
+  taste without looking at the data, so a second baseline, the **prior**, is the rate at which
+  the found genotype keeps the same (input, op) pair at the same node in the cells the teacher
+  does *not* have: there nothing in the data asks for it.
 - **cell presence** (:func:`cell_presence`): a search cannot drop a cell of its space, so "found
   absent" is read from how decided a cell's α are: the ``P`` cells with the largest mean KL
   divergence of their node weights from uniform are called present, ``P`` = the teacher's
@@ -68,12 +72,13 @@ def present_cells(teacher: Genotype) -> list[str]:
 def teacher_recovery(found: Selection, teacher: Genotype, space: SearchSpace) -> dict[str, Any]:
     """Share of the teacher's edges the found selection keeps, its chance level and per cell.
 
-    Returns ``{"share", "chance", "edges", "cells": {cell: share}}``.
+    Returns ``{"share", "chance", "prior", "edges", "cells": {cell: share}}``.
     """
     teach = genotype_selection(teacher, space)
     n_ops = non_zero_ops(space)
+    absent = sorted({cell for (cell, _), pairs in teach.items()} - set(present_cells(teacher)))
     hits = total = 0
-    chance = 0.0
+    chance = prior = 0.0
     cells: dict[str, list[int]] = {}
     for (cell, node), pairs in teach.items():
         if not pairs:
@@ -83,11 +88,13 @@ def teacher_recovery(found: Selection, teacher: Genotype, space: SearchSpace) ->
         hits += common
         total += len(pairs)
         chance += len(pairs) * min(1.0, len(kept) / (node * n_ops))
+        if absent:
+            prior += sum(sum(p in found.get((a, node), set()) for a in absent) / len(absent) for p in pairs)
         acc = cells.setdefault(cell, [0, 0])
         acc[0] += common
         acc[1] += len(pairs)
     return {"share": hits / total if total else math.nan, "chance": chance / total if total else math.nan,
-            "edges": total, "cells": {c: h / n for c, (h, n) in cells.items()}}
+            "prior": prior / total if total and absent else math.nan, "edges": total, "cells": {c: h / n for c, (h, n) in cells.items()}}
 
 
 def cell_decidedness(alpha_state: Mapping[str, Mapping[str, torch.Tensor]], space: SearchSpace) -> dict[str, float]:

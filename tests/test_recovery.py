@@ -41,6 +41,9 @@ def test_teacher_share_counts_kept_teacher_edges_and_chance_is_k_over_pairs(tiny
     # chance per teacher edge: 3 kept of 9 pairs (node 1), 3 of 18 (node 2)
     assert rec["chance"] == pytest.approx((3 / 9 + 3 / 18 + 3 / 9) / 3)
     assert rec["cells"] == {"skip_1_1": 0.5, "skip_3_3": 1.0}
+    assert rec["prior"] == 0.0  # the absent cells keep nothing here
+    found[("skip_2_2", 1)] = {(0, "max_pool_3x3")}  # one of the 2 absent cells keeps the first teacher pair
+    assert teacher_recovery(found, teacher, tiny_space)["prior"] == pytest.approx((0.5 + 0 + 0) / 3)
 
 
 def test_the_teacher_itself_recovers_everything(tiny_space):

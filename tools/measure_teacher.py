@@ -95,7 +95,7 @@ def main() -> None:
     teacher = load_genotype(data / "teacher.yaml")
     results: list[dict[str, Any]] = []
     table = Table(title=f"teacher recovery ({args.teacher.name}, data {data})")
-    for col in ("epochs", "α steps", "policy", "teacher share per seed", "chance", "present cells (hits/P)",
+    for col in ("epochs", "α steps", "policy", "teacher share per seed", "chance", "prior", "present cells (hits/P)",
                 "presence AUC", "seed agreement", "agr. chance", "Fleiss κ", "κ chance (mean / p95)"):
         table.add_column(col)
     for epochs in args.epochs:
@@ -114,11 +114,13 @@ def main() -> None:
             row = {"epochs": epochs, "arch_steps": [r["arch_steps"] for r in runs], "policy": policy,
                    "seeds": args.seeds, "teacher_share": [x["share"] for x in rec],
                    "teacher_chance": statistics.fmean(x["chance"] for x in rec),
+                   "teacher_prior": statistics.fmean(x["prior"] for x in rec),
                    "teacher_cells": [x["cells"] for x in rec],
                    "presence": pres, "agreement": agree, "kappa": kappa, "kappa_chance": kchance}
             results.append(row)
             table.add_row(str(epochs), "/".join(str(s) for s in row["arch_steps"]), policy,
                           " ".join(_fmt(v) for v in row["teacher_share"]), _fmt(row["teacher_chance"]),
+                          _fmt(row["teacher_prior"]),
                           " ".join(f"{p['hits']}/{p['present']}" for p in pres) + f" (chance {_fmt(pres[0]['chance'])})",
                           " ".join(_fmt(p["auc"]) for p in pres),
                           f"{_fmt(agree['agreement'])} ({_fmt(agree['min'])}-{_fmt(agree['max'])})",
