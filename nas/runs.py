@@ -12,10 +12,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import contextlib
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -158,3 +160,23 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """A new folder written whole or not at all: yields a temporary sibling of ``out`` that is
+    renamed to ``out`` (absent or an empty folder) when the block ends, removed when it raises."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        if out.is_dir():
+            out.rmdir()  # empty, checked by the caller; fails loudly if something appeared meanwhile
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(out, exc) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

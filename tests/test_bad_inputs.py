@@ -358,12 +358,23 @@ DATA_COMMANDS = [
     (["data", "synth", "--out", "s", "--size", "15"], r"nas data synth: --size: expected an int in \[16, 4096\]"),
     (["data", "synth", "--out", "s", "--size", "99999"], r"nas data synth: --size: expected an int in \[16, 4096\]"),
     (["data", "synth", "--out", "data"], r"data: already exists and is not an empty folder"),
+    (["data", "synth", "--out", "s", "--teacher", "nope.yaml"], r"nope\.yaml: genotype file not found"),
+    (["data", "synth", "--out", "s", "--teacher", "data/images/img0.png"], r"data/images/img0\.png: "),
+    (["data", "synth", "--out", "s", "--images", "data/images"], r"--images needs --teacher"),
+    (["data", "synth", "--out", "s", "--teacher", "TEACHER", "--size", "40"], r"--size 40: must be a multiple of 16"),
+    (["data", "synth", "--out", "s", "--teacher", "TEACHER", "--images", "nope"], r"--images nope: not a folder"),
+    (["data", "synth", "--out", "s", "--teacher", "TEACHER", "--images", "data/masks", "--n", "99"],
+     r"--images data/masks: 6 images, fewer than --n 99"),
 ]
 
 
 @pytest.mark.parametrize("argv,pattern", DATA_COMMANDS, ids=[" ".join(a) for a, _ in DATA_COMMANDS])
 def test_data_commands(tmp_path, monkeypatch, capsys, argv, pattern):
     _folder(tmp_path)
+    if "TEACHER" in argv:
+        teacher = tmp_path / "teacher.yaml"
+        teacher.write_text(yaml.safe_dump(tiny_genotype_dict()))
+        argv = [str(teacher.name) if a == "TEACHER" else a for a in argv]
     run_case(tmp_path, monkeypatch, capsys, argv, 2, pattern)
 
 

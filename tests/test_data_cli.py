@@ -51,3 +51,49 @@ def test_every_option_has_help():
         for opt in action._actions:
             if not isinstance(opt, argparse._HelpAction):
                 assert opt.help, opt.dest
+
+
+def _teacher_file(tmp_path):
+    import yaml
+
+    from test_genotype import tiny_genotype_dict
+
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(tiny_genotype_dict()))
+    return path
+
+
+def test_synth_teacher_writes_a_folder_dataset_labelled_by_the_genotype(tmp_path, capsys):
+    import numpy as np
+
+    from nas.data.files import read_mask
+    from nas.genotype import load_genotype
+
+    teacher = _teacher_file(tmp_path)
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert run(["data", "synth", "--teacher", str(teacher), "--out", str(out), "--n", "6", "--size", "32"]) == 0
+    assert "lesion fraction 0.3" in " ".join(capsys.readouterr().out.split())
+    assert sorted(p.name for p in (outs[0] / "masks").iterdir()) == [f"teacher_{i:05d}.png" for i in range(6)]
+    assert load_genotype(outs[0] / "teacher.yaml").to_dict() == load_genotype(teacher).to_dict()
+    masks = [np.stack([read_mask(p) for p in sorted((o / "masks").iterdir())]) for o in outs]
+    assert np.array_equal(masks[0], masks[1])  # same seed, same dataset
+    assert 0.2 < (masks[0] > 128).mean() < 0.4
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # written whole, then renamed
+    assert run(["data", "check", str(outs[0]), "--size", "32"]) == 0
+
+
+def test_synth_teacher_labels_given_images_and_other_seeds_draw_other_teachers(tmp_path):
+    import numpy as np
+
+    from nas.data.files import read_mask
+
+    teacher = _teacher_file(tmp_path)
+    assert run(["data", "synth", "--out", str(tmp_path / "src"), "--n", "8", "--size", "48"]) == 0
+    run(["data", "synth", "--teacher", str(teacher), "--out", str(tmp_path / "t0"), "--n", "4", "--size", "32",
+         "--images", str(tmp_path / "src")])
+    run(["data", "synth", "--teacher", str(teacher), "--out", str(tmp_path / "t1"), "--n", "4", "--size", "32",
+         "--images", str(tmp_path / "src"), "--seed", "1"])
+    m0, m1 = ([read_mask(p) for p in sorted((tmp_path / t / "masks").iterdir())] for t in ("t0", "t1"))
+    assert len(m0) == 4 and m0[0].shape == (32, 32)
+    assert not all(np.array_equal(a, b) for a, b in zip(m0, m1))

@@ -24,6 +24,9 @@ from nas.data.synthetic import DEFAULT_SEED, write_dataset
 from nas.data.validate import all_empty_reason
 from nas.errors import UserError
 
+#: (n, size) defaults of `nas data synth` without and with --teacher.
+SYNTH_DEFAULTS = ((100, 256), (256, 64))
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="create or check datasets",
@@ -36,14 +39,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p.set_defaults(func=usage)
 
-    s = sub.add_parser("synth", help="write the synthetic dermoscopy dataset as an ISIC 2017 folder",
+    s = sub.add_parser("synth", help="write the synthetic dermoscopy dataset, or a teacher task, to a folder",
                        description="Write N synthetic image/mask pairs in the ISIC 2017 Part 1 layout "
-                                   "(Training/Validation/Test_v2 folders, 70/15/15).")
+                                   "(Training/Validation/Test_v2 folders, 70/15/15). With --teacher: a positive "
+                                   "control for the search, images/ + masks/ whose masks the network of a known "
+                                   "genotype drew (docs/method.md, 'The teacher task').")
     s.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty or absent)")
-    s.add_argument("--n", type=int, default=100, metavar="N", help="number of pairs (default 100)")
-    s.add_argument("--size", type=int, default=256, metavar="S", help="image side in pixels (default 256)")
-    s.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="K",
-                   help=f"generator seed; the built-in dataset uses {DEFAULT_SEED} (default {DEFAULT_SEED})")
+    s.add_argument("--n", type=int, default=None, metavar="N",
+                   help=f"number of pairs (default {SYNTH_DEFAULTS[0][0]}; {SYNTH_DEFAULTS[1][0]} with --teacher)")
+    s.add_argument("--size", type=int, default=None, metavar="S",
+                   help=f"image side in pixels (default {SYNTH_DEFAULTS[0][1]}; {SYNTH_DEFAULTS[1][1]} with --teacher, "
+                        f"the side the search trains at)")
+    s.add_argument("--seed", type=int, default=None, metavar="K",
+                   help=f"generator seed; the built-in dataset uses {DEFAULT_SEED} (default {DEFAULT_SEED}; "
+                        f"0 with --teacher: the teacher's weights and the synthetic inputs)")
+    s.add_argument("--teacher", default=None, metavar="GENOTYPE",
+                   help="genotype file of the teacher network that labels the images (copied to DIR/teacher.yaml)")
+    s.add_argument("--images", default=None, metavar="DIR",
+                   help="with --teacher: label these images (the first N, sorted) instead of synthetic lesions")
     s.set_defaults(func=run_synth)
 
     c = sub.add_parser("check", help="list a dataset folder's pairs and every problem in it",
@@ -78,13 +91,21 @@ def _check_size(command: str, size: int) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if args.n < 1:
-        raise UserError(f"nas data synth: --n: expected a positive int, got {args.n}")
-    _check_size("synth", args.size)
+    n, size = SYNTH_DEFAULTS[args.teacher is not None]
+    n = n if args.n is None else args.n
+    size = size if args.size is None else args.size
+    if n < 1:
+        raise UserError(f"nas data synth: --n: expected a positive int, got {n}")
+    _check_size("synth", size)
+    if args.images is not None and args.teacher is None:
+        raise UserError("nas data synth: --images needs --teacher (the images to label)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: already exists and is not an empty folder; choose another --out")
-    counts = write_dataset(out, args.n, args.size, args.seed)
-    Console().print(f"wrote {args.n} synthetic pairs ({args.size}x{args.size}, seed {args.seed}) to {out} "
+    if args.teacher is not None:
+        return _synth_teacher(args, out, n, size)
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    counts = write_dataset(out, n, size, seed)
+    Console().print(f"wrote {n} synthetic pairs ({size}x{size}, seed {seed}) to {out} "
                     f"in ISIC 2017 layout: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -92,6 +113,20 @@ def run_synth(args: argparse.Namespace) -> int:
 def _splits_file(path: Path) -> Path:
     """A run folder's splits.json, or the file itself."""
     return path / "splits.json" if path.is_dir() else path
+
+
+def _synth_teacher(args: argparse.Namespace, out: Path, n: int, size: int) -> int:
+    from nas.data.teacher import TEACHER_FILE, write_teacher_dataset
+    from nas.runs import staged_folder
+
+    seed = 0 if args.seed is None else args.seed
+    with progress_bar(3 * n) as callback, staged_folder(out) as tmp:
+        made = write_teacher_dataset(args.teacher, tmp, n, size, seed, args.images, progress=callback)
+    inputs = f"images of {args.images}" if args.images else "synthetic lesions"
+    Console(highlight=False).print(
+        f"wrote {n} teacher pairs ({size}x{size}, {inputs}, teacher weights seed {seed}) to {out}: images/ + "
+        f"masks/, lesion fraction {made.lesion_fraction:.3f}; the teacher genotype is {out / TEACHER_FILE}")
+    return 0
 
 
 def _stat_line(values: list[float]) -> str:
