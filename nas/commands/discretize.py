@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "run's config, e.g. --set run.threads=1 (repeatable)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing genotype file that differs from this result (e.g. hand-edited)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="GENOTYPE",
+                   help="a teacher genotype (`nas data synth --teacher`): also print how much of it the genotype "
+                        "recovers, against chance")
     p.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                    help="where to write the genotype (default RUN_DIR/genotype.yaml)")
     p.set_defaults(func=run)
@@ -84,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--random --space needs -o FILE (where to write the genotype)")
     s = _settings(args)
     signal = None
+    teacher = None
+    if args.teacher is not None:
+        from nas.genotype import load_genotype
+
+        teacher = load_genotype(args.teacher)  # a bad file fails before any work
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiscretizeWarning)  # the table shows the notes instead
         if args.random:
@@ -105,8 +113,34 @@ def run(args: argparse.Namespace) -> int:
     print_genotype(genotype)
     if signal is not None:
         print_signal(signal)
+    if teacher is not None:
+        print_recovery(genotype, teacher, None if args.random else args.run_dir)
     print(f"wrote {out}")
     return 0
+
+
+def print_recovery(genotype: Any, teacher: Any, run_dir: Optional[Path]) -> None:
+    """How much of a known teacher the genotype keeps, beside chance and the search's own prior
+    (nas.recovery); with a run, which cells its α decided most against the teacher's cells."""
+    from rich.console import Console
+
+    from nas.discretize import load_run_alphas
+    from nas.errors import UserError
+    from nas.recovery import cell_presence, genotype_selection, teacher_recovery
+    from nas.search_space import load_search_space
+
+    if teacher.search_space != genotype.search_space:
+        raise UserError(f"--teacher: a genotype of {teacher.search_space}, not of {genotype.search_space}")
+    space = load_search_space(genotype.search_space) if run_dir is None else load_run_alphas(run_dir).space
+    rec = teacher_recovery(genotype_selection(genotype, space), teacher, space)
+    console = Console(highlight=False)
+    console.print(f"teacher recovery: {rec['share']:.0%} of the teacher's {rec['edges']} edges kept (chance "
+                  f"{rec['chance']:.0%}; the same pairs kept where the teacher has no cell: {rec['prior']:.0%})")
+    if run_dir is not None:
+        pres = cell_presence(load_run_alphas(run_dir).alpha_state, teacher, space)
+        console.print(f"teacher cells among the {pres['present']} most decided cells: {pres['hits']} of "
+                      f"{pres['present']} (chance {pres['chance']:.0%}); a teacher cell is more decided than an "
+                      f"absent one with probability {pres['auc']:.2f} (chance 0.50)")
 
 
 def _perturbation(args: argparse.Namespace, k: int) -> Any:
