@@ -25,7 +25,7 @@ from nas.data.validate import all_empty_reason
 from nas.errors import UserError
 
 #: (n, size) defaults of `nas data synth` without and with --teacher.
-SYNTH_DEFAULTS = ((100, 256), (256, 64))
+SYNTH_DEFAULTS = ((100, 256), (512, 32))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
