@@ -38,6 +38,18 @@ def add_trained_run_args(parser: argparse.ArgumentParser, inference: bool = True
                              "e.g. --set data.on_bad=skip (repeatable)")
 
 
+def add_oneshot_args(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """Options of scoring genotypes in a trained supernet (nas.oneshot), shared by `nas rank` and
+    `nas discretize --policy perturbation`; `when` prefixes their help (e.g. "with --policy X: ")."""
+    parser.add_argument("--bn-batches", type=int, default=8, metavar="N",
+                        help=f"{when}training batches to re-estimate BatchNorm on (default 8)")
+    parser.add_argument("--val-images", type=int, default=None, metavar="N",
+                        help=f"{when}score on the first N validation images (default all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{when}a data.*, run.* or train.eval_batch_size key of the run's config, e.g. "
+                             f"--set run.threads=1 (repeatable)")
+
+
 def check_resume_args(args: argparse.Namespace) -> None:
     """--resume continues a run with its saved config; a new config or folder cannot apply."""
     if args.resume and (args.config or args.out):

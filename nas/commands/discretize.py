@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import yaml
 
+from nas.commands.common import add_oneshot_args
 from nas.config import DiscretizeConfig
 
 _DEFAULTS = dataclasses.asdict(DiscretizeConfig())  # policy, k, threshold
@@ -42,13 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="with --random: the sample's seed (default 0)")
     p.add_argument("--space", default=None, metavar="NAME|FILE",
                    help="with --random and no RUN_DIR: search-space name or file")
-    p.add_argument("--bn-batches", type=int, default=8, metavar="N",
-                   help="with --policy perturbation: training batches to re-estimate BatchNorm on (default 8)")
-    p.add_argument("--val-images", type=int, default=None, metavar="N",
-                   help="with --policy perturbation: score on the first N validation images (default all)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="with --policy perturbation: a data.*, run.* or train.eval_batch_size key of the "
-                        "run's config, e.g. --set run.threads=1 (repeatable)")
+    add_oneshot_args(p, "with --policy perturbation: ")
     p.add_argument("--force", action="store_true",
                    help="replace an existing genotype file that differs from this result (e.g. hand-edited)")
     p.add_argument("--teacher", type=Path, default=None, metavar="GENOTYPE",

@@ -8,6 +8,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from nas.commands.common import add_oneshot_args
+
 RANK_FILE = "rank.csv"
 COLUMNS = ["rank", "genotype", "seed", "oneshot_dice", "oneshot_loss", "alpha_score", "pairs", "val_images"]
 
@@ -25,13 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of the first random genotype; the others take S+1 ... S+N-1 (default 0)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
                    help=f"CSV to write (default RUN_DIR/{RANK_FILE})")
-    p.add_argument("--bn-batches", type=int, default=8, metavar="N",
-                   help="training batches to re-estimate BatchNorm on per genotype (default 8)")
-    p.add_argument("--val-images", type=int, default=None, metavar="N",
-                   help="score on the first N validation images (default all)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="a data.*, run.* or train.eval_batch_size key of the run's config, e.g. "
-                        "--set run.threads=1 (repeatable)")
+    add_oneshot_args(p)
     p.set_defaults(func=run)
 
 
