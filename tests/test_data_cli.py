@@ -97,3 +97,15 @@ def test_synth_teacher_labels_given_images_and_other_seeds_draw_other_teachers(t
     m0, m1 = ([read_mask(p) for p in sorted((tmp_path / t / "masks").iterdir())] for t in ("t0", "t1"))
     assert len(m0) == 4 and m0[0].shape == (32, 32)
     assert not all(np.array_equal(a, b) for a, b in zip(m0, m1))
+
+
+def test_synth_teacher_names_an_unreadable_image_and_leaves_no_folder(tmp_path):
+    teacher = _teacher_file(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"a\.png: cannot read the image"):
+        run(["data", "synth", "--teacher", str(teacher), "--out", str(tmp_path / "t"), "--n", "1", "--size", "32",
+             "--images", str(src)])
+    assert not (tmp_path / "t").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "teacher.yaml"]  # no temporary folder left

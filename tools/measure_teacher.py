@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from measure_search import search_run  # noqa: E402
 
-from nas.discretize import discretize  # noqa: E402
+from nas.discretize import alpha_state_from_csv, discretize  # noqa: E402
 from nas.genotype import load_genotype  # noqa: E402
 from nas.recovery import (alpha_selection, cell_presence, chance_kappa, fleiss_kappa,  # noqa: E402
                           genotype_selection, pairwise_agreement, teacher_recovery)
@@ -127,7 +127,31 @@ def main() -> None:
                           _fmt(agree["chance"]), _fmt(kappa, ".3f"),
                           f"{_fmt(kchance['mean'], '.3f')} / {_fmt(kchance['p95'], '.3f')}")
     console.print(table)
+    results.append({"curve": recovery_curve(console, args, teacher, data)})
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+
+
+def recovery_curve(console: Console, args: argparse.Namespace, teacher: Any, data: Path) -> dict[str, Any]:
+    """Teacher share (thesis policy) after every epoch of the longest budget's runs, from the α
+    each epoch logged: when recovery appears. (A run stopped at epoch e has seen the λ schedule
+    of a shorter run, but its weights' cosine schedule was set for the longest budget.)"""
+    epochs = max(args.epochs)
+    curve: dict[str, Any] = {}
+    table = Table(title=f"teacher share by epoch (runs of {epochs} epochs; thesis policy, k {args.k})")
+    table.add_column("seed")
+    for e in range(1, epochs + 1):
+        table.add_column(str(e))
+    for seed in args.seeds:
+        run = args.out / f"e{epochs}-seed{seed}"
+        row = []
+        for e in range(1, epochs + 1):
+            found = alpha_state_from_csv(run, float(e))
+            sel = alpha_selection(found.alpha_state, found.space, "thesis", args.k)
+            row.append(teacher_recovery(sel, teacher, found.space)["share"])
+        curve[str(seed)] = row
+        table.add_row(str(seed), *(_fmt(v) for v in row))
+    console.print(table)
+    return curve
 
 
 if __name__ == "__main__":
