@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NAS=${NAS:-nas}
 command -v "$NAS" >/dev/null || NAS=".venv/bin/nas"
+PY="$(dirname "$(command -v "$NAS")")/python"   # the interpreter nas runs on (has torch)
+[ -x "$PY" ] || PY=python3
 SUITE=experiments/suite_ham10000_gpu.yaml
 DRY=0
 if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
@@ -36,7 +38,7 @@ if [ "$DRY" = 1 ]; then
   export OMP_NUM_THREADS=1
 fi
 mkdir -p "$RESULTS"
-python3 - <<'PY' || true
+"$PY" - <<'PY' || true
 import torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device:",
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)")
