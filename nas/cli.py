@@ -91,6 +91,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         _report(f"error: {exc.filename or 'a file'}: {exc.strerror}")
         return 1
     finally:
+        if argv is None and previous and hasattr(signal, "pthread_sigmask"):
+            # The process exits next: Python restores the default action of SIGINT while it shuts
+            # down, so a late copy of the signal would turn exit code 130 into a death by signal.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         for sig, handler in previous.items():
             if handler is not None:
                 signal.signal(sig, handler)
