@@ -99,14 +99,10 @@ def teacher_recovery(found: Selection, teacher: Genotype, space: SearchSpace) ->
 
 def cell_decidedness(alpha_state: Mapping[str, Mapping[str, torch.Tensor]], space: SearchSpace) -> dict[str, float]:
     """Per cell: mean over its nodes of KL(node weights ‖ uniform) (0 = undecided)."""
-    out = {}
-    for cell, groups in alpha_state.items():
-        kls = []
-        for node in range(1, space.nodes + 1):
-            w = torch.softmax(groups[f"node{node}"].flatten().double(), 0)
-            kls.append(max(0.0, math.log(w.numel()) + float((w * torch.log(w.clamp_min(1e-300))).sum())))
-        out[cell] = statistics.fmean(kls)
-    return out
+    from nas.search_signal import node_stats
+
+    return {cell: statistics.fmean(node_stats(groups[f"node{node}"])[1] for node in range(1, space.nodes + 1))
+            for cell, groups in alpha_state.items()}
 
 
 def cell_presence(alpha_state: Mapping[str, Mapping[str, torch.Tensor]], teacher: Genotype,

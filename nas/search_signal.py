@@ -92,7 +92,7 @@ def pair_agreement(a: Mapping[str, Mapping[str, Tensor]], b: Mapping[str, Mappin
             "cells": {c: s / n if n else math.nan for c, (s, n) in per_cell.items()}}
 
 
-def _node_stats(alpha: Tensor) -> tuple[float, float]:
+def node_stats(alpha: Tensor) -> tuple[float, float]:
     """(top_gain, KL to uniform) of one node group from its raw α."""
     w = torch.softmax(alpha.flatten().double(), dim=0)
     n = w.numel()
@@ -117,7 +117,7 @@ def search_signal(alpha_init: Mapping[str, Mapping[str, Tensor]], alpha_now: Map
             moved_sq += float(((d - d.mean()) ** 2).sum())
             init_sq += float(((a0 - a0.mean()) ** 2).sum())
             count += d.numel()
-            gain, kl = _node_stats(a1)
+            gain, kl = node_stats(a1)
             c_gain.append(gain)
             c_kl.append(kl)
         gains += c_gain
