@@ -70,8 +70,9 @@ def test_two_workers_train_each_run_once_and_report_as_one_worker(tmp_path, tiny
         assert len(trained) == 1, two
         assert trained[0].startswith(("worker 1/2: ", "worker 2/2: "))
     assert "resuming" not in two
-    assert {line[:len("worker 1/2")] for line in two.splitlines() if "training in" in line} == {"worker 1/2",
-                                                                                                "worker 2/2"}
+    # Which worker trains which run depends on start-up timing (one may claim all three before the
+    # other has imported torch), so it is not asserted here; the kill test below shows two workers
+    # holding different runs at once.
     assert report_rows(tmp_path / "one") == report_rows(tmp_path / "two")
     assert stats_text(tmp_path / "one") == stats_text(tmp_path / "two")
     assert not list((tmp_path / "two").rglob(".nas.lock"))
