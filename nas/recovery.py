@@ -69,10 +69,22 @@ def present_cells(teacher: Genotype) -> list[str]:
     return [name for name, cell in teacher.cells.items() if not cell.is_absent and cell.live()[0]]
 
 
+#: How a teacher edge is counted by kind: it reads the cell input, or another node (chained).
+EDGE_KINDS = ("cell input", "chained")
+
+
+def edge_kind(source: int) -> str:
+    """The :data:`EDGE_KINDS` entry of an edge reading node ``source`` (0 = the cell input)."""
+    return EDGE_KINDS[0] if source == 0 else EDGE_KINDS[1]
+
+
 def teacher_recovery(found: Selection, teacher: Genotype, space: SearchSpace) -> dict[str, Any]:
     """Share of the teacher's edges the found selection keeps, its chance level and per cell.
 
-    Returns ``{"share", "chance", "prior", "edges", "cells": {cell: share}}``.
+    Returns ``{"share", "chance", "prior", "edges", "cells": {cell: share}, "kinds": {kind:
+    {"hits", "edges", "chance"}}}``; the kinds are :data:`EDGE_KINDS`: edges that read the cell
+    input and edges that read another node (a chained edge can only be found once the node it
+    reads is decided, so the two recover at different budgets).
     """
     teach = genotype_selection(teacher, space)
     n_ops = non_zero_ops(space)
@@ -80,6 +92,7 @@ def teacher_recovery(found: Selection, teacher: Genotype, space: SearchSpace) ->
     hits = total = 0
     chance = prior = 0.0
     cells: dict[str, list[int]] = {}
+    kinds = {kind: {"hits": 0, "edges": 0, "chance": 0.0} for kind in EDGE_KINDS}
     for (cell, node), pairs in teach.items():
         if not pairs:
             continue
@@ -87,14 +100,23 @@ def teacher_recovery(found: Selection, teacher: Genotype, space: SearchSpace) ->
         common = len(pairs & kept)
         hits += common
         total += len(pairs)
-        chance += len(pairs) * min(1.0, len(kept) / (node * n_ops))
+        p_keep = min(1.0, len(kept) / (node * n_ops))
+        chance += len(pairs) * p_keep
+        for pair in pairs:
+            kind = kinds[edge_kind(pair[0])]
+            kind["hits"] += pair in kept
+            kind["edges"] += 1
+            kind["chance"] += p_keep
         if absent:
             prior += sum(sum(p in found.get((a, node), set()) for a in absent) / len(absent) for p in pairs)
         acc = cells.setdefault(cell, [0, 0])
         acc[0] += common
         acc[1] += len(pairs)
+    for kind in kinds.values():
+        kind["chance"] = kind["chance"] / kind["edges"] if kind["edges"] else math.nan
     return {"share": hits / total if total else math.nan, "chance": chance / total if total else math.nan,
-            "prior": prior / total if total and absent else math.nan, "edges": total, "cells": {c: h / n for c, (h, n) in cells.items()}}
+            "prior": prior / total if total and absent else math.nan, "edges": total,
+            "cells": {c: h / n for c, (h, n) in cells.items()}, "kinds": kinds}
 
 
 def cell_decidedness(alpha_state: Mapping[str, Mapping[str, torch.Tensor]], space: SearchSpace) -> dict[str, float]:
@@ -196,6 +218,6 @@ def recovery_summary(found: Selection, teacher: Optional[Genotype], space: Searc
     return out
 
 
-__all__ = ["Selection", "alpha_selection", "cell_decidedness", "cell_presence", "chance_kappa",
+__all__ = ["EDGE_KINDS", "Selection", "alpha_selection", "cell_decidedness", "cell_presence", "chance_kappa", "edge_kind",
            "fleiss_kappa", "genotype_selection", "non_zero_ops", "pairwise_agreement", "present_cells",
            "recovery_summary", "teacher_recovery"]

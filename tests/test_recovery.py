@@ -42,6 +42,9 @@ def test_teacher_share_counts_kept_teacher_edges_and_chance_is_k_over_pairs(tiny
     assert rec["chance"] == pytest.approx((3 / 9 + 3 / 18 + 3 / 9) / 3)
     assert rec["cells"] == {"skip_1_1": 0.5, "skip_3_3": 1.0}
     assert rec["prior"] == 0.0  # the absent cells keep nothing here
+    # by kind: the two edges from the cell input are both kept, the chained one (n2 <- n1) is not
+    assert rec["kinds"]["cell input"] == {"hits": 2, "edges": 2, "chance": pytest.approx(3 / 9)}
+    assert rec["kinds"]["chained"] == {"hits": 0, "edges": 1, "chance": pytest.approx(3 / 18)}
     found[("skip_2_2", 1)] = {(0, "max_pool_3x3")}  # one of the 2 absent cells keeps the first teacher pair
     assert teacher_recovery(found, teacher, tiny_space)["prior"] == pytest.approx((0.5 + 0 + 0) / 3)
 

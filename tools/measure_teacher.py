@@ -36,7 +36,7 @@ from measure_search import search_run  # noqa: E402
 
 from nas.discretize import alpha_state_from_csv, discretize  # noqa: E402
 from nas.genotype import load_genotype  # noqa: E402
-from nas.recovery import (alpha_selection, cell_presence, chance_kappa, fleiss_kappa,  # noqa: E402
+from nas.recovery import (EDGE_KINDS, alpha_selection, cell_presence, chance_kappa, fleiss_kappa,  # noqa: E402
                           genotype_selection, pairwise_agreement, teacher_recovery)
 from nas.runs import atomic_write_text  # noqa: E402
 
@@ -95,7 +95,8 @@ def main() -> None:
     teacher = load_genotype(data / "teacher.yaml")
     results: list[dict[str, Any]] = []
     table = Table(title=f"teacher recovery ({args.teacher.name}, data {data})")
-    for col in ("epochs", "α steps", "policy", "teacher share per seed", "chance", "prior", "present cells (hits/P)",
+    for col in ("epochs", "α steps", "policy", "teacher share per seed", "chance", "prior",
+                "hits per seed: " + " / ".join(EDGE_KINDS), "present cells (hits/P)",
                 "presence AUC", "seed agreement", "agr. chance", "Fleiss κ", "κ chance (mean / p95)"):
         table.add_column(col)
     for epochs in args.epochs:
@@ -115,12 +116,14 @@ def main() -> None:
                    "seeds": args.seeds, "teacher_share": [x["share"] for x in rec],
                    "teacher_chance": statistics.fmean(x["chance"] for x in rec),
                    "teacher_prior": statistics.fmean(x["prior"] for x in rec),
-                   "teacher_cells": [x["cells"] for x in rec],
+                   "teacher_cells": [x["cells"] for x in rec], "teacher_kinds": [x["kinds"] for x in rec],
                    "presence": pres, "agreement": agree, "kappa": kappa, "kappa_chance": kchance}
             results.append(row)
             table.add_row(str(epochs), "/".join(str(s) for s in row["arch_steps"]), policy,
                           " ".join(_fmt(v) for v in row["teacher_share"]), _fmt(row["teacher_chance"]),
                           _fmt(row["teacher_prior"]),
+                          " ".join("/".join(f"{k['hits']}" for k in x["kinds"].values()) for x in rec)
+                          + " of " + "/".join(str(k["edges"]) for k in rec[0]["kinds"].values()),
                           " ".join(f"{p['hits']}/{p['present']}" for p in pres) + f" (chance {_fmt(pres[0]['chance'])})",
                           " ".join(_fmt(p["auc"]) for p in pres),
                           f"{_fmt(agree['agreement'])} ({_fmt(agree['min'])}-{_fmt(agree['max'])})",
@@ -143,12 +146,15 @@ def recovery_curve(console: Console, args: argparse.Namespace, teacher: Any, dat
         table.add_column(str(e))
     for seed in args.seeds:
         run = args.out / f"e{epochs}-seed{seed}"
-        row = []
+        row, chained = [], []
         for e in range(1, epochs + 1):
             found = alpha_state_from_csv(run, float(e))
             sel = alpha_selection(found.alpha_state, found.space, "thesis", args.k)
-            row.append(teacher_recovery(sel, teacher, found.space)["share"])
+            rec = teacher_recovery(sel, teacher, found.space)
+            row.append(rec["share"])
+            chained.append(rec["kinds"][EDGE_KINDS[1]]["hits"])
         curve[str(seed)] = row
+        curve[f"{seed} {EDGE_KINDS[1]} hits"] = chained
         table.add_row(str(seed), *(_fmt(v) for v in row))
     console.print(table)
     return curve

@@ -131,6 +131,8 @@ def print_recovery(genotype: Any, teacher: Any, run_dir: Optional[Path]) -> None
     console = Console(highlight=False)
     console.print(f"teacher recovery: {rec['share']:.0%} of the teacher's {rec['edges']} edges kept (chance "
                   f"{rec['chance']:.0%}; the same pairs kept where the teacher has no cell: {rec['prior']:.0%})")
+    console.print("  by edge kind: " + "; ".join(
+        f"{kind} {k['hits']} of {k['edges']} (chance {k['chance']:.0%})" for kind, k in rec["kinds"].items() if k["edges"]))
     if run_dir is not None:
         pres = cell_presence(load_run_alphas(run_dir).alpha_state, teacher, space)
         console.print(f"teacher cells among the {pres['present']} most decided cells: {pres['hits']} of "
